@@ -1,0 +1,159 @@
+//! Building and spawning the step: PATH lookup, process group, terminal, signal mask.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::libc;
+use nix::unistd::{self, Pid};
+use tokio::sync::oneshot;
+
+use crate::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND};
+use crate::reaper::Reaper;
+
+/// Why COMMAND could not start: exit code 126 or 127 and a line naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    /// 126 (not executable) or 127 (not found).
+    pub code: u8,
+    /// One line for the user.
+    pub reason: String,
+}
+
+/// The running step.
+pub struct Child {
+    /// The main child's pid.
+    pub pid: Pid,
+    /// Whether the child leads its own process group (signals go to `-pid`).
+    pub group: bool,
+    /// Resolves when the reaper collects the main child.
+    pub end: oneshot::Receiver<ChildEnd>,
+    /// Set when the child's group was made the terminal's foreground group.
+    pub terminal: Option<Terminal>,
+}
+
+/// The terminal whose foreground group was handed to the child; handed back on drop.
+pub struct Terminal {
+    our_group: Pid,
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // SIGTTOU is blocked in podvisor, so taking the terminal back cannot stop it.
+        let _ = unistd::tcsetpgrp(io::stdin(), self.our_group);
+    }
+}
+
+/// Finds COMMAND like execvp would, telling "not found" (127) from "not executable" (126).
+pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
+    let shown = program.to_string_lossy();
+    if program.as_bytes().contains(&b'/') {
+        let path = Path::new(program);
+        return match path.metadata() {
+            Err(_) => Err(SpawnError {
+                code: NOT_FOUND,
+                reason: format!("{shown}: no such file"),
+            }),
+            Ok(m) if m.is_dir() || m.permissions().mode() & 0o111 == 0 => Err(SpawnError {
+                code: NOT_EXECUTABLE,
+                reason: format!("{shown}: not executable"),
+            }),
+            Ok(_) => Ok(path.to_owned()),
+        };
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    match which::which_in(program, Some(&path_var), "/") {
+        Ok(found) => Ok(found),
+        Err(_) => {
+            // which skips files without an execute bit; a file that is there but cannot be run
+            // is 126, as in the shell.
+            let present = std::env::split_paths(&path_var).any(|dir| dir.join(program).is_file());
+            if present {
+                Err(SpawnError {
+                    code: NOT_EXECUTABLE,
+                    reason: format!("{shown}: found in PATH but not executable"),
+                })
+            } else {
+                Err(SpawnError {
+                    code: NOT_FOUND,
+                    reason: format!(
+                        "{shown}: command not found in PATH={}",
+                        path_var.to_string_lossy()
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// A `Command` for `argv` that starts like a fresh process: empty signal mask, default SIGPIPE,
+/// optionally its own process group and the terminal's foreground.
+pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some(arg0) = argv.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(argv.iter().skip(1));
+    // SAFETY: only async-signal-safe libc calls, no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigfillset(&mut set);
+            // Keep everything blocked (SIGTTOU above all) until the terminal is ours.
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            if group && libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if foreground {
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+            }
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Whether podvisor runs in the foreground of the terminal on its stdin.
+fn in_terminal_foreground() -> bool {
+    unistd::isatty(io::stdin()).unwrap_or(false)
+        && unistd::tcgetpgrp(io::stdin()).ok() == Some(unistd::getpgrp())
+}
+
+/// Resolves and starts the step under the reaper.
+pub fn spawn(reaper: &Reaper, argv: &[OsString], group: bool) -> Result<Child, SpawnError> {
+    let program = argv.first().ok_or_else(|| SpawnError {
+        code: NOT_FOUND,
+        reason: "no command given".into(),
+    })?;
+    let path = resolve(program)?;
+    let foreground = group && in_terminal_foreground();
+    let mut cmd = command(&path, argv, group, foreground);
+    let (pid, end) = reaper.spawn(&mut cmd).map_err(|e| SpawnError {
+        code: if e.kind() == io::ErrorKind::NotFound {
+            NOT_FOUND
+        } else {
+            NOT_EXECUTABLE
+        },
+        reason: format!("{}: {e}", program.to_string_lossy()),
+    })?;
+    let terminal = foreground.then(|| {
+        // Also from the parent, as shells do: whichever runs first wins, the other is a no-op.
+        let _ = unistd::tcsetpgrp(io::stdin(), pid);
+        Terminal {
+            our_group: unistd::getpgrp(),
+        }
+    });
+    Ok(Child {
+        pid,
+        group,
+        end,
+        terminal,
+    })
+}

@@ -1,0 +1,109 @@
+//! Raw command-line flags, exactly as typed. Validation and the `PODVISOR_*` environment live in
+//! `config.rs`: clap's own `env` support cannot split repeatable options on commas for the
+//! environment only, nor name the variable in an error, so the environment is merged there.
+
+use std::ffi::OsString;
+
+use clap::{ArgAction, CommandFactory, Parser};
+
+/// Every flag as a string; `None`/empty means "not given on the command line".
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "podvisor",
+    version,
+    about = "Wait for a pod's sidecars, run the step as a correct init, and tell the sidecars when it is done.",
+    override_usage = "podvisor [OPTIONS] [--] [COMMAND [ARG]...]\n       podvisor [OPTIONS] --sh 'SHELL STRING'",
+    after_help = "Every option can also be set as PODVISOR_<OPTION> (e.g. PODVISOR_WAIT_TCP, PODVISOR_TIMEOUT);\nrepeatable options take a comma-separated list there. A flag overrides the environment.\n\nExit codes: COMMAND's status (128+N when killed by signal N); 124 wait failed;\n125 podvisor's own error; 126 COMMAND not executable; 127 COMMAND not found.",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6); repeatable.
+    #[arg(long, value_name = "HOST:PORT", action = ArgAction::Append)]
+    pub wait_tcp: Vec<String>,
+    /// Wait until PATH exists (inotify, polling fallback); repeatable.
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub wait_file: Vec<String>,
+    /// Wait until a connect to the unix socket PATH succeeds; repeatable.
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub wait_unix: Vec<String>,
+    /// Wait until an HTTP GET of URL (http://) answers 2xx; repeatable.
+    #[arg(long, value_name = "URL", action = ArgAction::Append)]
+    pub wait_http: Vec<String>,
+    /// Wait until `/bin/sh -c STRING` exits 0; repeatable.
+    #[arg(long, value_name = "SHELL STRING", action = ArgAction::Append)]
+    pub wait_cmd: Vec<String>,
+    /// Overall deadline of the wait phase; 0 = none [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Delay between attempts on one target [default: 100ms].
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// When larger than --interval, the delay doubles after each failed attempt up to it.
+    #[arg(long, value_name = "DURATION")]
+    pub max_interval: Option<String>,
+    /// Retries after a target's first failed attempt (N+1 attempts in all) [default: unlimited].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<String>,
+    /// Bound on one attempt, never beyond the overall deadline [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub attempt_timeout: Option<String>,
+    /// On wait failure: warn, then run COMMAND anyway.
+    #[arg(long)]
+    pub no_strict: bool,
+    /// Run `/bin/sh -c STRING` as the command.
+    #[arg(long, value_name = "STRING")]
+    pub sh: Option<String>,
+    /// Format of podvisor's own log lines on stderr: text or json [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// error, warn, info or debug [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log errors only (same as --log-level error).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Signal only the direct child, and leave it in podvisor's process group.
+    #[arg(long)]
+    pub no_group: bool,
+    /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT); repeatable.
+    #[arg(long, value_name = "FROM:TO", action = ArgAction::Append)]
+    pub rewrite_signal: Vec<String>,
+    /// After a terminating signal is forwarded, SIGKILL the group when this runs out [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub grace_period: Option<String>,
+    /// Write a JSON marker at PATH when the step ends (and hold PATH.lock while running).
+    #[arg(long, value_name = "PATH")]
+    pub marker: Option<String>,
+    /// Stop COMMAND (and exit 0) once all these paths exist; repeatable; implies --sidecar.
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub until_file: Vec<String>,
+    /// Stop COMMAND (and exit 0) once every listed command container is finished; repeatable; implies --sidecar.
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub until_marker: Vec<String>,
+    /// Signal that stops COMMAND in the sidecar role [default: TERM].
+    #[arg(long, value_name = "SIG")]
+    pub stop_signal: Option<String>,
+    /// Sidecar role: SIGTERM becomes --stop-signal, and the stopped child's death counts as success.
+    #[arg(long)]
+    pub sidecar: bool,
+    /// Copy this executable into DIR (atomically, mode 0755) and exit.
+    #[arg(long, value_name = "DIR")]
+    pub install_to: Option<String>,
+    /// The command to run, found on PATH and executed directly.
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true, value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
+}
+
+/// The long names of every option, for `PODVISOR_*` lookups and typo suggestions.
+pub fn option_names() -> Vec<String> {
+    Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .filter(|l| l != "help" && l != "version")
+        .collect()
+}
+
+/// The environment variable that stands for a long option: `wait-tcp` -> `PODVISOR_WAIT_TCP`.
+pub fn env_name(long: &str) -> String {
+    format!("PODVISOR_{}", long.to_ascii_uppercase().replace('-', "_"))
+}

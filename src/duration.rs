@@ -1,0 +1,58 @@
+//! Durations as users type them: `250ms`, `5s`, `2m`, `1h30m`; a bare number is seconds.
+
+use std::time::Duration;
+
+/// Parses a duration; the error is a short reason, the caller names the flag and value.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
+        }
+        return Err("must be a non-negative number of seconds".into());
+    }
+    humantime::parse_duration(text).map_err(|_| {
+        "expected a duration like 250ms, 5s, 2m or 1h30m (a bare number is seconds)".into()
+    })
+}
+
+/// Renders a duration for log lines: `1.5s`, `250ms`.
+pub fn show(d: Duration) -> String {
+    if d.as_millis() < 1000 && d.subsec_nanos() % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_forms() {
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in ["", "abc", "5x", "-1", "ms", "NaN", "inf"] {
+            assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn shows_compactly() {
+        assert_eq!(show(Duration::from_millis(250)), "250ms");
+        assert_eq!(show(Duration::from_secs(60)), "60s");
+        assert_eq!(show(Duration::from_millis(1500)), "1.500s");
+    }
+}

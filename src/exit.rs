@@ -1,0 +1,90 @@
+//! Every way podvisor ends, and the one exit code each maps to.
+//!
+//! | outcome                          | exit code            |
+//! |----------------------------------|----------------------|
+//! | COMMAND exited with N            | N                    |
+//! | COMMAND killed by signal N       | 128+N                |
+//! | sidecar stopped on request       | 0                    |
+//! | no COMMAND, waits/until done     | 0                    |
+//! | wait phase failed (strict)       | 124                  |
+//! | podvisor's own/config error      | 125                  |
+//! | COMMAND found, not executable    | 126                  |
+//! | COMMAND not found                | 127                  |
+//! | signal N during the wait phase   | 128+N                |
+
+/// Exit code for a failed wait phase (as `timeout(1)`).
+pub const WAIT_FAILED: u8 = 124;
+/// Exit code for podvisor's own errors, configuration errors included.
+pub const OWN_ERROR: u8 = 125;
+/// Exit code when COMMAND exists but cannot be executed.
+pub const NOT_EXECUTABLE: u8 = 126;
+/// Exit code when COMMAND is not found.
+pub const NOT_FOUND: u8 = 127;
+
+/// How the main child ended, as waitpid reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildEnd {
+    /// Exited with this status.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+impl ChildEnd {
+    /// The shell's convention: the status, or 128+N.
+    pub fn code(self) -> u8 {
+        match self {
+            ChildEnd::Exited(c) => (c & 0xff) as u8,
+            ChildEnd::Signaled(s) => (128 + s).clamp(0, 255) as u8,
+        }
+    }
+}
+
+/// The end of a podvisor run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// COMMAND ran and ended by itself (or by a forwarded signal).
+    Child(ChildEnd),
+    /// COMMAND was stopped because the sidecar's work is done; counts as success.
+    Stopped(ChildEnd),
+    /// Nothing to run: the waits (and until-conditions) were satisfied.
+    Done,
+    /// The wait phase failed in strict mode; COMMAND never ran.
+    WaitFailed(String),
+    /// A terminating signal arrived before COMMAND started.
+    Cancelled(i32),
+    /// COMMAND could not be started; the code is 126 or 127.
+    SpawnFailed { code: u8, reason: String },
+    /// podvisor itself failed.
+    Error(String),
+}
+
+impl Outcome {
+    /// The process exit code of this outcome.
+    pub fn code(&self) -> u8 {
+        match self {
+            Outcome::Child(end) => end.code(),
+            Outcome::Stopped(_) | Outcome::Done => 0,
+            Outcome::WaitFailed(_) => WAIT_FAILED,
+            Outcome::Cancelled(sig) => ChildEnd::Signaled(*sig).code(),
+            Outcome::SpawnFailed { code, .. } => *code,
+            Outcome::Error(_) => OWN_ERROR,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_table() {
+        assert_eq!(Outcome::Child(ChildEnd::Exited(42)).code(), 42);
+        assert_eq!(Outcome::Child(ChildEnd::Exited(256 + 3)).code(), 3);
+        assert_eq!(Outcome::Child(ChildEnd::Signaled(15)).code(), 143);
+        assert_eq!(Outcome::Stopped(ChildEnd::Signaled(15)).code(), 0);
+        assert_eq!(Outcome::WaitFailed(String::new()).code(), 124);
+        assert_eq!(Outcome::Cancelled(2).code(), 130);
+        assert_eq!(Outcome::Error(String::new()).code(), 125);
+    }
+}

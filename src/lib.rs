@@ -1,0 +1,196 @@
+//! podvisor: wait for a pod's sidecars, run the step as a correct init, tell the sidecars.
+//!
+//! The pipeline, top to bottom (each stage is a module of its own):
+//!
+//! 1. `config`: flags (`cli`) merged with `PODVISOR_*` variables into a validated [`Config`].
+//! 2. `signals`: every handled signal is blocked before any thread or child exists and read
+//!    from a signalfd by one pump task; SIGCHLD makes the `reaper` (the only waitpid caller)
+//!    collect every exited child.
+//! 3. `marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
+//! 4. `wait`: every target concurrently under one deadline; a terminating signal cancels.
+//! 5. `child` spawns the step (own process group, clean mask, terminal); `supervise` forwards
+//!    signals, runs the grace timer and the sidecar's `until`-condition; `leftovers` terminates
+//!    what the step left behind.
+//! 6. `marker` is written on every path; `exit` maps the [`Outcome`] to one exit code.
+//!
+//! docs/design.md explains the signal, reaping and marker models.
+
+pub mod child;
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod exit;
+pub mod fdio;
+pub mod install;
+pub mod leftovers;
+pub mod logging;
+pub mod marker;
+pub mod reaper;
+pub mod signals;
+pub mod supervise;
+pub mod until;
+pub mod wait;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use nix::libc;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub use config::Config;
+pub use exit::Outcome;
+
+use reaper::Reaper;
+use signals::Received;
+use wait::Report;
+
+/// Runs podvisor to its end. Blocks signals and builds the runtime, so call it from `main`
+/// before any other thread exists.
+pub fn run(config: Config) -> Outcome {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(dir) = &config.install_to {
+        return match install::install_to(dir) {
+            Ok(path) => {
+                tracing::info!("installed {}", path.display());
+                Outcome::Done
+            }
+            Err(e) => Outcome::Error(e),
+        };
+    }
+    if let Err(e) = signals::block() {
+        return Outcome::Error(format!("cannot block signals: {e}"));
+    }
+    if std::process::id() != 1 {
+        // Orphans of the step are reparented to us instead of the host's init, and reaped.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            tracing::warn!("cannot become child subreaper: {e}");
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Outcome::Error(format!("cannot start the runtime: {e}")),
+    };
+    let outcome = runtime.block_on(run_async(&config));
+    // Don't wait for blocking work (a stuck name lookup, a flock wait) to finish.
+    runtime.shutdown_background();
+    outcome
+}
+
+async fn run_async(config: &Config) -> Outcome {
+    let started_at = SystemTime::now();
+    let marker = config.marker.as_deref().and_then(|path| {
+        marker::Marker::acquire(path)
+            .map_err(|e| tracing::error!("marker {}: {e}", path.display()))
+            .ok()
+    });
+    let reaper = Reaper::new();
+    let source = match signals::SignalSource::open() {
+        Ok(s) => s,
+        Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),
+    };
+    let mut signals = signals::pump(source, reaper.clone());
+    let mut report = Report::default();
+    let outcome = steps(config, &reaper, &mut signals, &mut report).await;
+    if let Some(marker) = marker {
+        let record = marker::Record {
+            outcome: &outcome,
+            waits: &report,
+            command: &config.command,
+            started_at,
+        };
+        if let Err(e) = marker.finish(&record) {
+            tracing::error!("cannot write the marker: {e}");
+        }
+    }
+    outcome
+}
+
+/// wait -> run -> until: the part of the pipeline that the marker records.
+async fn steps(
+    config: &Config,
+    reaper: &Arc<Reaper>,
+    signals: &mut UnboundedReceiver<Received>,
+    report: &mut Report,
+) -> Outcome {
+    if !config.waits.is_empty() {
+        tokio::select! {
+            done = wait::wait_all(&config.waits, &config.policy, reaper) => *report = done,
+            signo = next_terminating(signals) => {
+                tracing::warn!("{} during the wait phase, not running the command", signals::name(signo));
+                return Outcome::Cancelled(signo);
+            }
+        }
+        if !report.all_ready() {
+            for t in report.targets.iter().filter(|t| !t.ready) {
+                let line = format!(
+                    "{} not ready after {}ms ({} attempts): {}",
+                    t.target,
+                    t.after.as_millis(),
+                    t.attempts,
+                    t.last_error.as_deref().unwrap_or("no attempt finished")
+                );
+                if config.strict {
+                    tracing::error!("{line}");
+                } else {
+                    tracing::warn!("{line}");
+                }
+            }
+            if config.strict {
+                return Outcome::WaitFailed(report.failure());
+            }
+            tracing::warn!("--no-strict: running the command anyway");
+        }
+    }
+
+    let until: Option<supervise::Until> =
+        (!config.until_files.is_empty() || !config.until_markers.is_empty()).then(|| {
+            Box::pin(until::until(
+                config.until_files.clone(),
+                config.until_markers.clone(),
+            )) as supervise::Until
+        });
+
+    if config.command.is_empty() {
+        let Some(until) = until else {
+            return Outcome::Done;
+        };
+        tokio::select! {
+            _ = until => {
+                tracing::info!("until-condition holds");
+                return Outcome::Done;
+            }
+            signo = next_terminating(signals) => {
+                // A sidecar stopped from outside has done its job.
+                if config.sidecar && signo == libc::SIGTERM {
+                    return Outcome::Done;
+                }
+                return Outcome::Cancelled(signo);
+            }
+        }
+    }
+
+    match child::spawn(reaper, &config.command, config.group) {
+        Err(e) => Outcome::SpawnFailed {
+            code: e.code,
+            reason: e.reason,
+        },
+        Ok(child) => supervise::supervise(child, config, reaper, signals, until).await,
+    }
+}
+
+/// The next terminating signal; others are dropped (there is no child to forward them to yet).
+async fn next_terminating(signals: &mut UnboundedReceiver<Received>) -> i32 {
+    loop {
+        match signals.recv().await {
+            Some(got) if signals::is_terminating(got.signo) => return got.signo,
+            Some(got) => tracing::debug!("{} ignored: no child yet", signals::name(got.signo)),
+            None => return std::future::pending().await,
+        }
+    }
+}

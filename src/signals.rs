@@ -1,0 +1,250 @@
+//! Raw signals become events at this one boundary.
+//!
+//! podvisor installs no signal handlers: every signal it cares about is blocked in all threads
+//! (before the runtime starts, so its threads inherit the mask) and read from a `signalfd`.
+//! Blocked signals are queued even for PID 1, whose default-disposition signals the kernel would
+//! otherwise drop; real-time signals keep their count; and nothing runs in signal context.
+//! The child gets an empty mask and default dispositions back before exec (see `child.rs`).
+
+use std::io;
+use std::sync::Arc;
+
+use nix::libc;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use crate::fdio::{self, Owned};
+use crate::reaper::Reaper;
+
+/// Signals relayed to the child: HUP INT QUIT TERM USR1 USR2 WINCH CONT ALRM and the real-time ones.
+pub fn is_forwarded(signo: i32) -> bool {
+    const FORWARDED: [i32; 9] = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+        libc::SIGCONT,
+        libc::SIGALRM,
+    ];
+    FORWARDED.contains(&signo) || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo)
+}
+
+/// Signals that ask the step to end; they start the grace period and cancel the wait phase.
+pub fn is_terminating(signo: i32) -> bool {
+    [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP].contains(&signo)
+}
+
+/// Job-control stops aimed at podvisor itself: read and dropped, so podvisor never stops.
+fn is_job_control(signo: i32) -> bool {
+    [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&signo)
+}
+
+/// Every signal podvisor reads from its signalfd (forwarded, CHLD, job control).
+fn handled() -> Vec<i32> {
+    (1..=libc::SIGRTMAX())
+        .filter(|&s| is_forwarded(s) || is_job_control(s) || s == libc::SIGCHLD)
+        .collect()
+}
+
+fn sigset(signals: &[i32]) -> SigSet {
+    // SAFETY: sigemptyset/sigaddset only write into the local set; RT signals have no nix name.
+    unsafe {
+        let mut raw = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut raw);
+        for &s in signals {
+            libc::sigaddset(&mut raw, s);
+        }
+        SigSet::from_sigset_t_unchecked(raw)
+    }
+}
+
+/// Blocks every handled signal in the calling thread; call before any thread or child exists.
+/// Also resets dispositions podvisor may have inherited as "ignored" (nohup, some CI agents), so
+/// that the child starts from the defaults.
+pub fn block() -> io::Result<()> {
+    for s in handled() {
+        if s != libc::SIGCHLD {
+            // SAFETY: SIG_DFL installs no handler; failures (e.g. invalid numbers) are harmless.
+            unsafe { libc::signal(s, libc::SIG_DFL) };
+        }
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(&handled())), None)?;
+    Ok(())
+}
+
+/// One received signal: its number and who sent it (0 for the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The signal number.
+    pub signo: i32,
+    /// The sender's pid, as the kernel reports it.
+    pub sender: i32,
+}
+
+/// The readable end of all blocked signals.
+pub struct SignalSource {
+    fd: AsyncFd<Owned<SignalFd>>,
+}
+
+impl SignalSource {
+    /// Opens the signalfd; `block()` must have run first.
+    pub fn open() -> io::Result<Self> {
+        let sfd = SignalFd::with_flags(
+            &sigset(&handled()),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )?;
+        Ok(Self {
+            fd: fdio::readable(sfd)?,
+        })
+    }
+
+    /// The next signal; job-control stops are dropped here.
+    pub async fn recv(&mut self) -> io::Result<Received> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.get_inner().0.read_signal() {
+                Ok(Some(info)) => {
+                    let got = Received {
+                        signo: info.ssi_signo as i32,
+                        sender: info.ssi_pid as i32,
+                    };
+                    if is_job_control(got.signo) {
+                        tracing::debug!("ignoring {} sent to podvisor itself", name(got.signo));
+                        continue;
+                    }
+                    return Ok(got);
+                }
+                Ok(None) => guard.clear_ready(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Starts the signal pump: SIGCHLD means "reap now" and never leaves this task; every other
+/// signal is queued, in order, for whoever runs the current phase.
+pub fn pump(mut source: SignalSource, reaper: Arc<Reaper>) -> mpsc::UnboundedReceiver<Received> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match source.recv().await {
+                Ok(got) if got.signo == libc::SIGCHLD => {
+                    reaper.reap();
+                }
+                Ok(got) => {
+                    if tx.send(got).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("reading signals failed: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// `SIGTERM`, `SIGRTMIN+3`, or the number for anything else.
+pub fn name(signo: i32) -> String {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    if signo == min {
+        return "SIGRTMIN".into();
+    }
+    if signo == max {
+        return "SIGRTMAX".into();
+    }
+    if (min..max).contains(&signo) {
+        return format!("SIGRTMIN+{}", signo - min);
+    }
+    Signal::try_from(signo)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {signo}"))
+}
+
+/// Parses `TERM`, `SIGTERM`, `term`, `15`, `RTMIN+2`, `SIGRTMAX-1`.
+pub fn parse(text: &str) -> Result<i32, String> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return if (1..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("no signal number {n}"))
+        };
+    }
+    let upper = t.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let rt = |rest: &str, base: i32, sign: i32| -> Option<i32> {
+        let off = if rest.is_empty() {
+            0
+        } else {
+            rest.parse::<i32>().ok()?
+        };
+        let n = base + sign * off;
+        (libc::SIGRTMIN()..=libc::SIGRTMAX())
+            .contains(&n)
+            .then_some(n)
+    };
+    let found = if let Some(rest) = bare.strip_prefix("RTMIN") {
+        rt(rest.strip_prefix('+').unwrap_or(rest), libc::SIGRTMIN(), 1)
+    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
+        rt(rest.strip_prefix('-').unwrap_or(rest), libc::SIGRTMAX(), -1)
+    } else {
+        format!("SIG{bare}")
+            .parse::<Signal>()
+            .ok()
+            .map(|s| s as i32)
+    };
+    found.ok_or_else(|| "not a signal name or number".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_numbers() {
+        assert_eq!(parse("TERM"), Ok(libc::SIGTERM));
+        assert_eq!(parse("sigquit"), Ok(libc::SIGQUIT));
+        assert_eq!(parse("9"), Ok(libc::SIGKILL));
+        assert_eq!(parse("RTMIN+2"), Ok(libc::SIGRTMIN() + 2));
+        assert_eq!(parse("SIGRTMAX-1"), Ok(libc::SIGRTMAX() - 1));
+        assert_eq!(parse("RTMIN"), Ok(libc::SIGRTMIN()));
+        for bad in ["", "FOO", "0", "99", "RTMIN+99", "-1"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in [
+            libc::SIGTERM,
+            libc::SIGRTMIN(),
+            libc::SIGRTMIN() + 3,
+            libc::SIGRTMAX(),
+        ] {
+            assert_eq!(parse(&name(s)), Ok(s));
+        }
+    }
+
+    #[test]
+    fn forwarding_table() {
+        assert!(is_forwarded(libc::SIGWINCH));
+        assert!(is_forwarded(libc::SIGRTMAX()));
+        for never in [
+            libc::SIGCHLD,
+            libc::SIGURG,
+            libc::SIGSEGV,
+            libc::SIGKILL,
+            libc::SIGTSTP,
+        ] {
+            assert!(!is_forwarded(never));
+        }
+    }
+}

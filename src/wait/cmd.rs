@@ -1,0 +1,64 @@
+//! Command readiness: `/bin/sh -c STRING` exits 0. Its output is shown only at debug level.
+
+use std::process::Stdio;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+
+use crate::child;
+use crate::exit::ChildEnd;
+use crate::reaper::Reaper;
+
+/// Kills the attempt's process group if the attempt is abandoned (timeout, deadline, failure).
+struct Running(Option<Pid>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// One attempt.
+pub async fn probe(script: &str, reaper: &Reaper) -> Result<(), String> {
+    let argv = ["/bin/sh".into(), "-c".into(), script.into()];
+    let mut cmd = child::command("/bin/sh".as_ref(), &argv, true, false);
+    cmd.stdin(Stdio::null());
+    let show = tracing::enabled!(tracing::Level::DEBUG);
+    let mut reader = None;
+    if show {
+        // One pipe for both streams: read to its end without a deadlock on either.
+        let (tx, rx) = pipe::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+        let tx = tx.into_blocking_fd().map_err(|e| e.to_string())?;
+        let tx2 = tx.try_clone().map_err(|e| e.to_string())?;
+        cmd.stdout(Stdio::from(tx)).stderr(Stdio::from(tx2));
+        reader = Some(rx);
+    } else {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    let (pid, end) = reaper
+        .spawn(&mut cmd)
+        .map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+    // Our copies of the pipe's write end must close, or the read never ends.
+    drop(cmd);
+    let mut guard = Running(Some(pid));
+    let mut text = Vec::new();
+    if let Some(mut rx) = reader {
+        let _ = rx.read_to_end(&mut text).await;
+    }
+    let end = end
+        .await
+        .map_err(|_| "lost the command's status".to_owned())?;
+    guard.0 = None;
+    if !text.is_empty() {
+        tracing::debug!("{script}: {}", String::from_utf8_lossy(&text).trim_end());
+    }
+    match end {
+        ChildEnd::Exited(0) => Ok(()),
+        ChildEnd::Exited(n) => Err(format!("exited with {n}")),
+        ChildEnd::Signaled(s) => Err(format!("killed by {}", crate::signals::name(s))),
+    }
+}

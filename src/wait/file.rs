@@ -1,0 +1,103 @@
+//! File readiness: the path exists, noticed within a millisecond.
+//!
+//! An inotify watch sits on the nearest existing ancestor folder (so neither the file nor its
+//! folders need exist yet) and moves down as folders appear. Every event triggers a re-check;
+//! the regular attempts of the retry policy go on beside it and are the fallback where inotify
+//! is unavailable. The inotify fd is never closed: closing an fd that held a watch waits for the
+//! kernel's fsnotify grace period (5-15 ms), and the next step is starting COMMAND.
+
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use tokio::io::unix::AsyncFd;
+
+use crate::fdio::{self, Owned};
+
+/// A watch on the folder a path will appear in.
+pub struct Watcher {
+    /// The path waited for.
+    path: PathBuf,
+    /// The inotify instance; `None` after it failed (polling fallback).
+    fd: Option<ManuallyDrop<AsyncFd<Owned<Inotify>>>>,
+    /// The folder watched now and its descriptor.
+    watching: Option<(PathBuf, WatchDescriptor)>,
+}
+
+impl Watcher {
+    /// A watcher for `path`; falls back to polling when inotify is unavailable.
+    pub fn new(path: &Path) -> Self {
+        let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(std::io::Error::from)
+            .and_then(fdio::readable)
+            .map_err(|e| tracing::debug!("inotify unavailable, polling {}: {e}", path.display()))
+            .ok()
+            .map(ManuallyDrop::new);
+        Self {
+            path: absolute(path),
+            fd,
+            watching: None,
+        }
+    }
+
+    /// Whether the path exists now; first moves the watch to the nearest existing ancestor, so
+    /// that anything created after this check raises an event.
+    pub fn check(&mut self) -> bool {
+        self.rewatch();
+        self.path.exists()
+    }
+
+    /// Resolves on the next event in the watched folder (never, when polling).
+    pub async fn changed(&mut self) {
+        let Some(fd) = self.fd.as_mut() else {
+            return std::future::pending().await;
+        };
+        loop {
+            let Ok(mut guard) = fd.readable().await else {
+                return std::future::pending().await;
+            };
+            match guard.get_inner().0.read_events() {
+                Ok(events) if !events.is_empty() => return,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn rewatch(&mut self) {
+        let Some(fd) = self.fd.as_ref() else { return };
+        let Some(dir) = self.path.ancestors().skip(1).find(|d| d.is_dir()) else {
+            return;
+        };
+        if self.watching.as_ref().is_some_and(|(d, _)| d == dir) {
+            return;
+        }
+        if let Some((_, wd)) = self.watching.take() {
+            let _ = fd.get_ref().0.rm_watch(wd);
+        }
+        let mask = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_ONLYDIR;
+        match fd.get_ref().0.add_watch(dir, mask) {
+            Ok(wd) => self.watching = Some((dir.to_owned(), wd)),
+            Err(e) => tracing::debug!("cannot watch {}: {e}; polling", dir.display()),
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // Removing a watch is cheap; closing the fd is what waits. The fd stays open until exit.
+        if let (Some(fd), Some((_, wd))) = (self.fd.as_ref(), self.watching.take()) {
+            let _ = fd.get_ref().0.rm_watch(wd);
+        }
+    }
+}
+
+/// Relative paths are watched from the current folder.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}

@@ -1,0 +1,259 @@
+//! The wait phase: every target checked concurrently, under one deadline.
+//!
+//! Each target runs its own loop (attempt, then sleep by the retry policy, or wake early on a
+//! file event). The phase ends when all are ready, when the deadline passes, or at once when one
+//! target has used up its retries.
+
+pub mod policy;
+pub mod target;
+
+mod cmd;
+mod file;
+mod http;
+mod tcp;
+mod unix;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+
+use crate::duration::show;
+use crate::reaper::Reaper;
+use policy::Policy;
+use target::Target;
+
+/// How one target fared, for log lines and the marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetReport {
+    /// The target, e.g. `tcp://localhost:80`.
+    pub target: String,
+    /// Whether it became ready.
+    pub ready: bool,
+    /// Time from the start of the wait phase to ready (or to the end of waiting).
+    pub after: Duration,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error, if it never became ready.
+    pub last_error: Option<String>,
+}
+
+/// The result of the wait phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// One entry per target, in the order given.
+    pub targets: Vec<TargetReport>,
+}
+
+impl Report {
+    /// Whether every target became ready.
+    pub fn all_ready(&self) -> bool {
+        self.targets.iter().all(|t| t.ready)
+    }
+
+    /// One line naming every target that is not ready, for the marker's reason.
+    pub fn failure(&self) -> String {
+        self.targets
+            .iter()
+            .filter(|t| !t.ready)
+            .map(|t| {
+                format!(
+                    "{} not ready: {}",
+                    t.target,
+                    t.last_error.as_deref().unwrap_or("no attempt finished")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// A target's progress, shared between its loop and the phase (which reads it at the deadline).
+#[derive(Debug, Default)]
+struct Progress {
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+/// How a target's loop ended.
+enum End {
+    Ready,
+    OutOfRetries,
+}
+
+/// Waits for every target; logs progress and the outcome of each.
+pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>) -> Report {
+    let start = Instant::now();
+    let deadline = policy.timeout.map(|t| start + t);
+    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        "waiting for {} (timeout {})",
+        names.join(", "),
+        policy.timeout.map_or("none".to_owned(), show)
+    );
+
+    let progress: Vec<Arc<Mutex<Progress>>> = targets.iter().map(|_| Arc::default()).collect();
+    let mut ready_after: Vec<Option<Duration>> = vec![None; targets.len()];
+    let mut set = JoinSet::new();
+    for (i, t) in targets.iter().enumerate() {
+        let (t, p, pol, reaper, name) = (
+            t.clone(),
+            progress[i].clone(),
+            policy.clone(),
+            reaper.clone(),
+            names[i].clone(),
+        );
+        set.spawn(async move {
+            (
+                i,
+                run_target(t, name, pol, deadline, start, reaper, p).await,
+            )
+        });
+    }
+
+    let mut pending = targets.len();
+    while pending > 0 {
+        let joined = tokio::select! {
+            joined = set.join_next() => joined,
+            _ = sleep_until_opt(deadline) => break,
+        };
+        match joined {
+            Some(Ok((i, End::Ready))) => {
+                ready_after[i] = Some(start.elapsed());
+                pending -= 1;
+            }
+            Some(Ok((_, End::OutOfRetries))) => break,
+            Some(Err(e)) => {
+                tracing::error!("a wait task failed: {e}");
+                break;
+            }
+            None => break,
+        }
+    }
+    // Abandoned attempts are dropped here; a --wait-cmd attempt kills its shell on drop.
+    set.abort_all();
+
+    let elapsed = start.elapsed();
+    let targets = names
+        .into_iter()
+        .zip(progress)
+        .zip(ready_after)
+        .map(|((target, p), after)| {
+            let p = p.lock().unwrap_or_else(PoisonError::into_inner);
+            TargetReport {
+                target,
+                ready: after.is_some(),
+                after: after.unwrap_or(elapsed),
+                attempts: p.attempts,
+                last_error: if after.is_some() {
+                    None
+                } else {
+                    p.last_error.clone()
+                },
+            }
+        })
+        .collect();
+    Report { targets }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks one target by the policy until it is ready or out of retries.
+async fn run_target(
+    target: Target,
+    name: String,
+    policy: Policy,
+    deadline: Option<Instant>,
+    start: Instant,
+    reaper: Arc<Reaper>,
+    progress: Arc<Mutex<Progress>>,
+) -> End {
+    const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+    let mut watcher = match &target {
+        Target::File(path) => Some(file::Watcher::new(path)),
+        _ => None,
+    };
+    let mut next_progress = start + PROGRESS_EVERY;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let bound = match deadline {
+            Some(d) => policy
+                .attempt_timeout
+                .min(d.saturating_duration_since(Instant::now())),
+            None => policy.attempt_timeout,
+        };
+        let result = match timeout(bound, attempt(&target, watcher.as_mut(), &reaper)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("attempt timed out after {}", show(bound))),
+        };
+        {
+            let mut p = progress.lock().unwrap_or_else(PoisonError::into_inner);
+            p.attempts = attempts;
+            if let Err(e) = &result {
+                p.last_error = Some(e.clone());
+            }
+        }
+        match result {
+            Ok(()) => {
+                tracing::info!(
+                    "{name} is ready after {} ({attempts} attempt{})",
+                    show_ms(start.elapsed()),
+                    if attempts == 1 { "" } else { "s" }
+                );
+                return End::Ready;
+            }
+            Err(e) => {
+                if !policy.may_retry(attempts) {
+                    return End::OutOfRetries;
+                }
+                let now = Instant::now();
+                if now >= next_progress {
+                    tracing::info!(
+                        "still waiting for {name}: {attempts} attempts in {}, last error: {e}",
+                        show_ms(start.elapsed())
+                    );
+                    next_progress = now + PROGRESS_EVERY;
+                }
+                tracing::debug!("{name}: attempt {attempts} failed: {e}");
+            }
+        }
+        let delay = policy.delay(attempts);
+        match watcher.as_mut() {
+            Some(w) => {
+                tokio::select! {
+                    _ = sleep(delay) => {}
+                    _ = w.changed() => {}
+                }
+            }
+            None => sleep(delay).await,
+        }
+    }
+}
+
+async fn attempt(
+    target: &Target,
+    watcher: Option<&mut file::Watcher>,
+    reaper: &Reaper,
+) -> Result<(), String> {
+    match target {
+        Target::Tcp { host, port } => tcp::probe(host, *port).await,
+        Target::File(path) => match watcher.map(file::Watcher::check) {
+            Some(true) => Ok(()),
+            _ => Err(format!("{} does not exist", path.display())),
+        },
+        Target::Unix(path) => unix::probe(path).await,
+        Target::Http(uri) => http::probe(uri).await,
+        Target::Cmd(script) => cmd::probe(script, reaper).await,
+    }
+}
+
+fn show_ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
