@@ -90,7 +90,7 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub install_to: Option<String>,
     /// The command to run, found on PATH and executed directly.
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true, value_parser = clap::value_parser!(OsString))]
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
 }
 

@@ -1,0 +1,80 @@
+//! The exit-code table, walked end to end.
+
+mod support;
+use support::TestCommand;
+
+#[test]
+fn child_status_passes_through() {
+    for code in [0, 1, 42, 255] {
+        TestCommand::new()
+            .args(["--", "sh", "-c", &format!("exit {code}")])
+            .run()
+            .assert_code(code);
+    }
+}
+
+#[test]
+fn death_by_signal_is_128_plus_n() {
+    for (sig, code) in [("KILL", 137), ("TERM", 143), ("SEGV", 139)] {
+        TestCommand::new()
+            .args(["--", "sh", "-c", &format!("kill -{sig} $$")])
+            .run()
+            .assert_code(code);
+    }
+}
+
+#[test]
+fn not_found_is_127_and_names_command_and_path() {
+    TestCommand::new()
+        .env("PATH", "/usr/bin:/bin")
+        .args(["--", "no-such-command-xyz"])
+        .run()
+        .assert_code(127)
+        .assert_stderr_has("no-such-command-xyz")
+        .assert_stderr_has("PATH=/usr/bin:/bin");
+}
+
+#[test]
+fn not_executable_is_126() {
+    let dir = support::TempDir::new("noexec");
+    let f = dir.path().join("script");
+    std::fs::write(&f, "#!/bin/sh\necho hi\n").unwrap();
+    TestCommand::new()
+        .arg("--")
+        .arg(&f)
+        .run()
+        .assert_code(126)
+        .assert_stderr_has("script");
+    TestCommand::new()
+        .env("PATH", dir.path())
+        .args(["--", "script"])
+        .run()
+        .assert_code(126);
+}
+
+#[test]
+fn config_errors_are_125_with_one_line() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--bogus"], &[], "--bogus"),
+        (&["--timeout", "soon"], &[], "soon"),
+        (&["--wait-tcp", "nohostport"], &[], "nohostport"),
+        (&["--wait-http", "https://x/"], &[], "https://x/"),
+        (&["--retries", "many"], &[], "many"),
+        (&[], &[("PODVISOR_INTERVAL", "fast")], "PODVISOR_INTERVAL"),
+        (&[], &[("PODVISOR_NO_STRICT", "perhaps")], "perhaps"),
+    ];
+    for (args, env, needle) in cases {
+        let mut c = TestCommand::new().args(*args);
+        for (k, v) in *env {
+            c = c.env(k, v);
+        }
+        let run = c.args(["--", "echo", "SHOULD-NOT-RUN"]).run();
+        run.assert_code(125).assert_stderr_has(needle);
+        assert_eq!(run.stderr().trim().lines().count(), 1, "{}", run.explain());
+        assert!(
+            !run.stdout().contains("SHOULD-NOT-RUN"),
+            "{}",
+            run.explain()
+        );
+    }
+}
