@@ -1,6 +1,12 @@
 //! Shared helpers for black-box tests of the built binary.
 #![allow(dead_code)]
 
+// One helper module per area, so that work on one area does not collide with another.
+pub mod docker;
+pub mod pod;
+pub mod sigs;
+pub mod wait;
+
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
