@@ -149,7 +149,10 @@ fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
             ctx.runs
         )
     } else {
-        format!("full, {} runs per tool and row (100 for row 1)", ctx.runs)
+        format!(
+            "full, {} runs per tool and row (10 times as many for row 1)",
+            ctx.runs
+        )
     };
     format!(
         "# Benchmarks\n\n\

@@ -94,7 +94,11 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let variants = variants(ctx, port);
-    let runs = if ctx.quick { 5 } else { ctx.runs.max(100) };
+    let runs = if ctx.quick {
+        5
+    } else {
+        (ctx.runs * 10).max(200)
+    };
     let mut time: Vec<Line> = variants.iter().map(|(n, _)| Line::new(n.clone())).collect();
     let mut rss_true = time.clone();
     let mut rss = time.clone();
