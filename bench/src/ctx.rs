@@ -23,6 +23,8 @@ pub struct Ctx {
     pub runs: usize,
     /// The podvisor binary measured.
     pub podvisor: String,
+    /// Another podvisor build measured beside it in rows 1 and 4 (before/after a change).
+    pub baseline: Option<String>,
     /// The stamp child (see src/bin/stamp.rs).
     pub stamp: String,
     /// This binary, which doubles as the sigwait child.

@@ -2,7 +2,7 @@
 //! writes the report (docs/benchmarks.md). `bench/run` builds everything and calls it.
 //!
 //! Usage: podvisor-bench --podvisor PATH [--quick] [--runs N] [--only 1,4] [--out FILE]
-//!        [--notes FILE]
+//!        [--notes FILE] [--baseline OTHER-PODVISOR]
 //! Also the sigwait child of row 4: podvisor-bench sigwait
 
 mod ctx;
@@ -28,6 +28,7 @@ struct Args {
     runs: Option<usize>,
     only: Option<Vec<u8>>,
     podvisor: PathBuf,
+    baseline: Option<PathBuf>,
     out: Option<PathBuf>,
     notes: Option<PathBuf>,
 }
@@ -38,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         runs: None,
         only: None,
         podvisor: PathBuf::new(),
+        baseline: None,
         out: None,
         notes: None,
     };
@@ -60,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
                 args.only = Some(rows);
             }
             "--podvisor" => args.podvisor = value()?.into(),
+            "--baseline" => args.baseline = Some(value()?.into()),
             "--out" => args.out = Some(value()?.into()),
             "--notes" => args.notes = Some(value()?.into()),
             _ => return Err(format!("unknown argument {a}")),
@@ -95,6 +98,7 @@ fn context(args: &Args) -> Result<Ctx, String> {
         quick: args.quick,
         runs: args.runs.unwrap_or(if args.quick { 3 } else { 20 }),
         podvisor: absolute(&args.podvisor)?,
+        baseline: args.baseline.as_deref().map(absolute).transpose()?,
         stamp: absolute(&stamp)?,
         runner: absolute(&runner)?,
         peers,

@@ -13,6 +13,9 @@ fn variants(ctx: &Ctx, port: u16) -> Vec<(String, Vec<String>)> {
         ("podvisor".to_owned(), vec![ctx.podvisor.clone()]),
         ("bare".to_owned(), vec![]),
     ];
+    if let Some(b) = &ctx.baseline {
+        v.push(("podvisor (baseline)".to_owned(), vec![b.clone()]));
+    }
     for peer in ["tini", "tini-static", "dumb-init", "catatonit"] {
         if let Some(p) = ctx.peer(peer) {
             v.push((peer.to_owned(), vec![p.to_owned()]));
