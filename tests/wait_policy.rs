@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::wait::{create_file_after, free_port, lines, Reply, Server, V4};
+use support::wait::{create_file_after, free_port, lines, processes_with, Reply, Server, V4};
 use support::{poll_until, TempDir, TestCommand};
 
 /// A --wait-cmd script that appends the time of each attempt to `log` and fails.
@@ -237,23 +237,6 @@ fn attempts_never_outlast_the_deadline() {
     run.assert_code(124)
         .assert_stderr_has("attempt 1 still running when waiting ended");
     assert!(run.elapsed < Duration::from_secs(3), "{}", run.explain());
-}
-
-/// Pids of live processes whose command line contains `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) {
-            found.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    found
 }
 
 #[test]

@@ -310,3 +310,135 @@ impl Drop for UnixServer {
 pub fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
 }
+
+/// podvisor running in the background, its stderr read line by line; killed on drop.
+pub struct Background {
+    child: std::process::Child,
+    shown: String,
+    start: std::time::Instant,
+    stderr: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl Background {
+    pub fn start(cmd: super::TestCommand) -> Self {
+        let start = std::time::Instant::now();
+        let (mut child, shown) = cmd.spawn();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut out = child.stdout.take().expect("piped stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut out, &mut buf);
+            buf
+        });
+        Self {
+            child,
+            shown,
+            start,
+            stderr: rx,
+            seen: Vec::new(),
+            stdout: Some(stdout),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "no stderr line with {needle:?} after {timeout:?} from {}\n--- stderr so far ---\n{}",
+                    self.shown,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits for the exit (killing after `timeout`) and collects everything.
+    pub fn finish(mut self, timeout: Duration) -> super::Run {
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let status = self.child.wait().expect("wait");
+                self.seen.push(format!("(test: killed after {timeout:?})"));
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let elapsed = self.start.elapsed();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        let stdout = self
+            .stdout
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        let mut stderr = self.seen.join("\n").into_bytes();
+        stderr.push(b'\n');
+        super::Run {
+            shown: std::mem::take(&mut self.shown),
+            output: std::process::Output {
+                status,
+                stdout,
+                stderr,
+            },
+            elapsed,
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pids of live, non-zombie processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
