@@ -17,7 +17,9 @@ use clap::{ArgAction, CommandFactory, Parser};
     after_help = "Every option can also be set as PODVISOR_<OPTION> (e.g. PODVISOR_WAIT_TCP, PODVISOR_TIMEOUT);\nrepeatable options take a comma-separated list there. A flag overrides the environment.\n\nExit codes: COMMAND's status (128+N when killed by signal N); 124 wait failed;\n125 podvisor's own error; 126 COMMAND not executable; 127 COMMAND not found.",
     disable_help_subcommand = true,
     // `--timeout 5 --timeout 9` means 9, as in most tools, rather than an error.
-    args_override_self = true
+    args_override_self = true,
+    // `--retries -1` is a bad value (named as such), not an unknown flag `-1`.
+    allow_negative_numbers = true
 )]
 pub struct Cli {
     /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6); repeatable.
