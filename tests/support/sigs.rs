@@ -1,6 +1,7 @@
 //! Helpers for the signal, init and tty tests: podvisor running the `sigecho` helper in the
 //! background, its stdout read line by line with deadlines, signals sent to it or its group.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -99,6 +100,8 @@ pub struct Supervised {
     pub shown: String,
     /// Every stdout line seen so far, `\r` removed.
     pub lines: Vec<String>,
+    /// Lines received but not yet taken by an `expect`.
+    unread: VecDeque<String>,
     rx: Receiver<String>,
     stderr: Arc<Mutex<String>>,
     pub started: Instant,
@@ -265,6 +268,7 @@ impl Supervised {
             child,
             shown,
             lines: Vec::new(),
+            unread: VecDeque::new(),
             rx,
             stderr,
             started: Instant::now(),
@@ -295,8 +299,12 @@ impl Supervised {
         )
     }
 
-    /// Waits for the next line that satisfies `pred`; returns it.
+    /// Waits for a line that satisfies `pred` and takes it; lines that do not stay available
+    /// to later calls, so lines of several processes can be awaited in any order.
     pub fn expect_that(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(i) = self.unread.iter().position(|l| pred(l)) {
+            return self.unread.remove(i).expect("position found");
+        }
         let deadline = Instant::now() + LINE_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -306,6 +314,7 @@ impl Supervised {
                     if pred(&line) {
                         return line;
                     }
+                    self.unread.push_back(line);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!("no line {what} within {LINE_TIMEOUT:?}\n{}", self.explain())
@@ -320,6 +329,30 @@ impl Supervised {
     /// Waits for the line `want`, exactly.
     pub fn expect(&mut self, want: &str) -> String {
         self.expect_that(&format!("{want:?}"), |l| l == want)
+    }
+
+    /// Waits until every line of `want` was seen, in any order.
+    pub fn expect_all(&mut self, want: &[&str]) {
+        for w in want {
+            self.expect(w);
+        }
+    }
+
+    /// Waits for sigecho's `pid=` lines of the main one and of children `c1`..`cN`, in any order.
+    pub fn expect_echoes(&mut self, children: usize) -> Vec<Echo> {
+        let mut found: Vec<Option<Echo>> = vec![None; children + 1];
+        while found.iter().any(Option::is_none) {
+            let line = self.expect_that("pid= lines", |l| Echo::parse(l).is_some());
+            let echo = Echo::parse(&line).expect("parsed above");
+            let index = match echo.name.strip_prefix('c') {
+                Some(n) => n.parse::<usize>().unwrap_or(usize::MAX),
+                None => 0,
+            };
+            if let Some(slot) = found.get_mut(index) {
+                *slot = Some(echo);
+            }
+        }
+        found.into_iter().flatten().collect()
     }
 
     /// Waits for sigecho's `pid=` line (with `name` prefix, "" for the main one).
