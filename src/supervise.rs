@@ -54,7 +54,7 @@ pub async fn supervise(
             Some(got) = signals.recv() => on_signal(got, &child, config, &mut state),
             // The grace period ran out.
             _ = sleep_until_opt(state.kill_at), if !state.killed => {
-                tracing::warn!("grace period of {} expired, sending SIGKILL", duration::show(config.grace_period));
+                tracing::info!("grace period of {} expired, sending SIGKILL", duration::show(config.grace_period));
                 send(&child, libc::SIGKILL);
                 state.killed = true;
             }
