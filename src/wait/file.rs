@@ -55,6 +55,11 @@ impl Watcher {
         self.path.exists()
     }
 
+    /// Whether changes are noticed by events; false means the caller must poll.
+    pub fn event_driven(&self) -> bool {
+        self.fd.is_some() && self.watching.is_some()
+    }
+
     /// Resolves on the next event in the watched folder (never, when polling).
     pub async fn changed(&mut self) {
         let Some(fd) = self.fd.as_mut() else {
