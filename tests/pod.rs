@@ -34,6 +34,20 @@ fn nginx_until(pod: &Pod, markers: &[&str]) -> Vec<String> {
     args
 }
 
+/// The command container: wait for nginx, fetch its page, leave a marker.
+fn fetch(marker: &str) -> Vec<String> {
+    vec![
+        "--wait-tcp".to_owned(),
+        tcp(),
+        "--marker".into(),
+        marker.into(),
+        "--".into(),
+        "curl".into(),
+        "-sf".into(),
+        url(),
+    ]
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -61,19 +75,7 @@ fn ended_within(
 fn nginx_sidecar_started_after_the_command() {
     let pod = Pod::new("nginx");
     let marker = pod.ws("cmd.json");
-    let mut cmd = pod.start(
-        "command",
-        &[
-            "--wait-tcp",
-            &tcp(),
-            "--marker",
-            &marker,
-            "--",
-            "curl",
-            "-sf",
-            &url(),
-        ],
-    );
+    let mut cmd = pod.start("command", &strs(&fetch(&marker)));
     std::thread::sleep(Duration::from_secs(1)); // the scenario: the sidecar comes a second late
     let mut side = pod.start("nginx", &strs(&nginx_until(&pod, &[&marker])));
     cmd.assert_exit(0, LONG, &[&side]);
@@ -136,21 +138,9 @@ fn sidecar_never_ready() {
         "sidecar",
         &["--until-marker", &marker, "--", "sleep", "600"],
     );
-    let mut cmd = pod.start(
-        "command",
-        &[
-            "--wait-tcp",
-            &tcp(),
-            "--timeout",
-            "1s",
-            "--marker",
-            &marker,
-            "--",
-            "curl",
-            "-sf",
-            &url(),
-        ],
-    );
+    let mut args = vec!["--timeout".to_owned(), "1s".into()];
+    args.extend(fetch(&marker));
+    let mut cmd = pod.start("command", &strs(&args));
     let took = cmd.assert_exit(124, LONG, &[&side]);
     assert!(
         took >= Duration::from_millis(900),
@@ -207,18 +197,6 @@ fn two_command_containers_one_after_another() {
     let pod = Pod::new("two");
     let (m1, m2) = (pod.ws("step-1.json"), pod.ws("step-2.json"));
     let mut side = pod.start("nginx", &strs(&nginx_until(&pod, &[&m1, &m2])));
-    let fetch = |marker: &str| {
-        vec![
-            "--wait-tcp".to_owned(),
-            tcp(),
-            "--marker".into(),
-            marker.into(),
-            "--".into(),
-            "curl".into(),
-            "-sf".into(),
-            url(),
-        ]
-    };
     let mut first = pod.start("command-1", &strs(&fetch(&m1)));
     first.assert_exit(0, LONG, &[&side]);
     // The second container runs only after the first (as agent-stack-k8s runs them); its
@@ -246,19 +224,7 @@ fn native_sidecar_stopped_by_sigterm_quits_nginx_gracefully() {
     args.extend(strs(&nginx));
     let mut side = pod.start("nginx", &args);
     let marker = pod.ws("cmd.json");
-    let mut cmd = pod.start(
-        "command",
-        &[
-            "--wait-tcp",
-            &tcp(),
-            "--marker",
-            &marker,
-            "--",
-            "curl",
-            "-sf",
-            &url(),
-        ],
-    );
+    let mut cmd = pod.start("command", &strs(&fetch(&marker)));
     cmd.assert_exit(0, LONG, &[&side]);
     assert!(
         side.running(),
