@@ -240,6 +240,24 @@ impl Cleanup {
         self.networks.push(name.to_string());
     }
 
+    /// `docker run --rm ARGS...` in a fresh labelled container, bounded; the result.
+    pub fn run(&mut self, args: &[&str]) -> Done {
+        let name = self.container("run");
+        let mut all: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), name];
+        all.extend(label_args());
+        all.extend(args.iter().map(|s| s.to_string()));
+        docker(&all, Duration::from_secs(120))
+    }
+
+    /// `docker run -d --name NAME ARGS...` (NAME from [`Cleanup::container`]); panics with the
+    /// output if it cannot start.
+    pub fn start(&mut self, name: &str, args: &[&str]) {
+        let mut all: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
+        all.extend(label_args());
+        all.extend(args.iter().map(|s| s.to_string()));
+        docker(&all, Duration::from_secs(60)).expect_ok();
+    }
+
     /// A compose project, brought down (containers, volumes, networks, local images) at the end.
     pub fn compose(&mut self, file: &Path, project: &str) {
         self.compose.push((file.to_path_buf(), project.to_string()));
