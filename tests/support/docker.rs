@@ -268,7 +268,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let t = Duration::from_secs(60);
         for (file, project) in &self.compose {
-            let mut cmd = Command::new("docker-compose");
+            let mut cmd = compose_command();
             cmd.arg("-f")
                 .arg(file)
                 .args(["-p", project, "down", "-v", "--rmi", "local", "-t", "1"]);
@@ -292,6 +292,23 @@ impl Drop for Cleanup {
         for i in &self.images {
             docker(["rmi", "-f", i], t);
         }
+    }
+}
+
+/// `docker compose` (v2) when the client has it, else the v1 binary `docker-compose`.
+pub fn compose_command() -> Command {
+    static V2: OnceLock<bool> = OnceLock::new();
+    let v2 = *V2.get_or_init(|| {
+        let mut cmd = Command::new("docker");
+        cmd.args(["compose", "version"]);
+        bounded(cmd, Duration::from_secs(30)).ok()
+    });
+    if v2 {
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose");
+        cmd
+    } else {
+        Command::new("docker-compose")
     }
 }
 
