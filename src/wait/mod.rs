@@ -8,7 +8,7 @@ pub mod policy;
 pub mod target;
 
 mod cmd;
-mod file;
+pub(crate) mod file;
 mod http;
 mod tcp;
 mod unix;
