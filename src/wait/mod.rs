@@ -103,7 +103,8 @@ enum End {
 /// Waits for every target; logs progress and the outcome of each.
 pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>) -> Report {
     let start = Instant::now();
-    let deadline = policy.timeout.map(|t| start + t);
+    // A deadline beyond what the clock can represent is no deadline (`--timeout 500000000y`).
+    let deadline = policy.timeout.and_then(|t| start.checked_add(t));
     let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
     tracing::info!(
         "waiting for {} ({})",
@@ -206,7 +207,7 @@ async fn run_target(
     let mut next_progress = start + PROGRESS_EVERY;
     let mut attempts = 0u32;
     loop {
-        attempts += 1;
+        attempts = attempts.saturating_add(1);
         progress
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
