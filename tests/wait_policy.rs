@@ -258,7 +258,7 @@ fn a_timed_out_wait_cmd_is_killed_with_its_children() {
 
 #[test]
 fn a_deadline_beyond_the_clock_is_no_deadline() {
-    // Instant + 584542046090 years overflows: that must mean "no deadline", not a panic.
+    // Instant + 584542046090 years overflows: that must be a (very) long deadline, not a panic.
     TestCommand::new()
         .args([
             "--timeout",
