@@ -421,13 +421,25 @@ impl Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SIGTERM first, so that podvisor stops its COMMAND too (a SIGKILL would orphan it).
+            let _ = std::process::Command::new("kill")
+                .arg(self.pid().to_string())
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Pids of live, non-zombie processes whose command line contains `needle`.
-pub fn processes_with(needle: &str) -> Vec<String> {
+/// Pids of live, non-zombie processes whose command line (arguments joined by spaces) starts
+/// with `prefix`: `sleep 30.123` finds the sleep itself, not the shell or podvisor that name it.
+pub fn processes_with(prefix: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -436,7 +448,11 @@ pub fn processes_with(needle: &str) -> Vec<String> {
             .rsplit(')')
             .next()
             .is_some_and(|s| s.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) {
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !zombie && args.join(" ").starts_with(prefix) {
             found.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
