@@ -123,6 +123,56 @@ mod tests {
     }
 
     #[test]
+    fn more_host_ports() {
+        for (text, host, port) in [
+            ("127.0.0.1:80", "127.0.0.1", 80),
+            (
+                "db.ns.svc.cluster.local:5432",
+                "db.ns.svc.cluster.local",
+                5432,
+            ),
+            ("[fe80::1]:65535", "fe80::1", 65535),
+            ("h:1", "h", 1),
+        ] {
+            assert_eq!(
+                parse_host_port(text),
+                Ok(Target::Tcp {
+                    host: host.into(),
+                    port
+                }),
+                "{text}"
+            );
+        }
+        for bad in ["h :80", "h/x:80", "[]:80", "h:", "h:+80x", "h:-1"] {
+            assert!(parse_host_port(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shown_as_urls() {
+        let t = |s: &str| parse_http(s).unwrap().to_string();
+        assert_eq!(t("http://[::1]:8080/x?y=1"), "http://[::1]:8080/x?y=1");
+        assert_eq!(
+            Target::File("/w/ready".into()).to_string(),
+            "file:///w/ready"
+        );
+        assert_eq!(
+            Target::Unix("/run/s.sock".into()).to_string(),
+            "unix:///run/s.sock"
+        );
+        assert_eq!(
+            Target::Cmd("pg_isready".into()).to_string(),
+            "cmd://pg_isready"
+        );
+    }
+
+    #[test]
+    fn empty_paths_are_rejected() {
+        assert!(parse_path("".as_ref()).is_err());
+        assert_eq!(parse_path("a b".as_ref()), Ok(PathBuf::from("a b")));
+    }
+
+    #[test]
     fn urls() {
         assert!(parse_http("http://127.0.0.1:8080/health").is_ok());
         assert!(parse_http("http://localhost/").is_ok());
