@@ -1,0 +1,185 @@
+//! `--until-marker` and `--until-file`: when the sidecar's work is done. Each podvisor runs as
+//! PID 1 of its own container in a simulated pod (tests/support/pod.rs).
+
+mod support;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use support::pod::{explain, Container, Pod};
+
+const LONG: Duration = Duration::from_secs(30);
+/// "At once" / "promptly" on a slow, busy machine.
+const PROMPT: Duration = Duration::from_secs(2);
+
+/// Asserts that `c` ended within `bound` after `since`.
+fn ended_within(c: &Container, since: Instant, bound: Duration, others: &[&Container]) {
+    let ended = c.ended.unwrap_or_else(|| panic!("{} still runs", c.name));
+    let took = ended.saturating_duration_since(since);
+    assert!(
+        took < bound,
+        "{} ended {took:?} after the event (bound {bound:?})\n{}\n{}",
+        c.name,
+        c.explain(),
+        explain(others)
+    );
+}
+
+/// Asserts that `c` is still running a little after something that must not stop it.
+fn still_running(c: &mut Container, others: &[&Container]) {
+    // Absence of an event needs a window; 300 ms is far longer than a wake-up takes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        c.running(),
+        "{} stopped too early\n{}\n{}",
+        c.name,
+        c.explain(),
+        explain(others)
+    );
+}
+
+#[test]
+fn a_marker_already_present_counts_at_once() {
+    let pod = Pod::new("until-present");
+    let m = pod.ws("cmd.json");
+    fs::write(&m, "{}\n").unwrap();
+    let mut side = pod.start("sidecar", &["--until-marker", &m, "--", "sleep", "600"]);
+    let took = side.assert_exit(0, LONG, &[]);
+    assert!(took < PROMPT, "{took:?}\n{}", side.explain());
+    // With no COMMAND, the same check is a one-shot.
+    let mut bare = pod.start("bare", &["--until-marker", &m]);
+    let took = bare.assert_exit(0, LONG, &[]);
+    assert!(took < PROMPT, "{took:?}\n{}", bare.explain());
+    pod.assert_nothing_left(&[&side, &bare]);
+}
+
+#[test]
+fn a_free_lock_without_marker_counts_at_once_with_a_warning() {
+    let pod = Pod::new("until-free");
+    let m = pod.ws("cmd.json");
+    // What a SIGKILLed owner leaves: the lock file, nobody holding it, no marker.
+    fs::write(format!("{m}.lock"), "").unwrap();
+    let mut side = pod.start("sidecar", &["--until-marker", &m, "--", "sleep", "600"]);
+    let took = side.assert_exit(0, LONG, &[]);
+    assert!(took < PROMPT, "{took:?}\n{}", side.explain());
+    let err = side.stderr();
+    assert!(
+        err.contains("warning") && err.contains("without a marker") && err.contains(&m),
+        "{}",
+        side.explain()
+    );
+    pod.assert_nothing_left(&[&side]);
+}
+
+#[test]
+fn waits_for_a_running_owner_then_stops_on_its_marker() {
+    let pod = Pod::new("until-owner");
+    let m = pod.ws("cmd.json");
+    let go = pod.ws("go");
+    let mut owner = pod.start("owner", &["--marker", &m, "--wait-file", &go, "--", "true"]);
+    owner.wait_for_line("waiting for", LONG);
+    let mut side = pod.start("sidecar", &["--until-marker", &m, "--", "sleep", "600"]);
+    side.wait_for_line("until: waiting", LONG);
+    still_running(&mut side, &[&owner]);
+    let t = Instant::now();
+    fs::write(&go, "").unwrap();
+    owner.assert_exit(0, LONG, &[&side]);
+    side.assert_exit(0, LONG, &[&owner]);
+    ended_within(&side, t, PROMPT, &[&owner]);
+    let err = side.stderr();
+    assert!(
+        err.contains("finished (marker written)"),
+        "{}",
+        side.explain()
+    );
+    assert!(!err.contains("warning"), "{}", side.explain());
+    pod.assert_nothing_left(&[&owner, &side]);
+}
+
+#[test]
+fn a_sigkilled_owner_is_noticed_within_a_second() {
+    let pod = Pod::new("until-kill");
+    let m = pod.ws("cmd.json");
+    let mut owner = pod.start("owner", &["--marker", &m, "--", "sleep", "600"]);
+    owner.wait_for_line("child started", LONG);
+    // The sidecar finds the lock held and blocks on it.
+    let mut side = pod.start("sidecar", &["--until-marker", &m, "--", "sleep", "600"]);
+    side.wait_for_line("until: waiting", LONG);
+    still_running(&mut side, &[&owner]);
+    let t = Instant::now();
+    owner.signal(libc::SIGKILL);
+    side.assert_exit(0, LONG, &[&owner]);
+    ended_within(&side, t, Duration::from_millis(1500), &[&owner]);
+    assert!(!std::path::Path::new(&m).exists());
+    let err = side.stderr();
+    assert!(
+        err.contains("without a marker") && err.contains(&m),
+        "{}",
+        side.explain()
+    );
+    let _ = owner.wait(LONG, &[]);
+    pod.assert_nothing_left(&[&owner, &side]);
+}
+
+#[test]
+fn markers_in_a_folder_that_does_not_exist_yet() {
+    let pod = Pod::new("until-deep");
+    let m = pod.ws("markers/step/cmd.json");
+    let mut side = pod.start("sidecar", &["--until-marker", &m, "--", "sleep", "600"]);
+    side.wait_for_line("until: waiting", LONG);
+    still_running(&mut side, &[]);
+    let mut owner = pod.start("owner", &["--marker", &m, "--", "true"]);
+    owner.assert_exit(0, LONG, &[&side]);
+    let t = owner.ended.unwrap_or_else(Instant::now);
+    side.assert_exit(0, LONG, &[&owner]);
+    ended_within(&side, t, PROMPT, &[&owner]);
+    pod.assert_nothing_left(&[&owner, &side]);
+}
+
+#[test]
+fn until_file_waits_for_every_path() {
+    let pod = Pod::new("until-file");
+    let (a, b) = (pod.ws("a"), pod.ws("sub/b"));
+    let mut side = pod.start(
+        "sidecar",
+        &["--until-file", &a, "--until-file", &b, "--", "sleep", "600"],
+    );
+    let mut bare = pod.start("bare", &["--until-file", &a, "--until-file", &b]);
+    side.wait_for_line("until: waiting", LONG);
+    bare.wait_for_line("until: waiting", LONG);
+    fs::write(&a, "").unwrap();
+    still_running(&mut side, &[]);
+    assert!(bare.running(), "{}", bare.explain());
+    let t = Instant::now();
+    fs::create_dir_all(pod.ws("sub")).unwrap();
+    fs::write(&b, "").unwrap();
+    side.assert_exit(0, LONG, &[]);
+    bare.assert_exit(0, LONG, &[]);
+    ended_within(&side, t, PROMPT, &[]);
+    ended_within(&bare, t, PROMPT, &[]);
+    pod.assert_nothing_left(&[&side, &bare]);
+}
+
+#[test]
+fn a_command_that_ends_first_returns_its_own_status() {
+    let pod = Pod::new("until-first");
+    let never = pod.ws("never");
+    let mut side = pod.start(
+        "sidecar",
+        &["--until-file", &never, "--", "sh", "-c", "exit 5"],
+    );
+    side.assert_exit(5, LONG, &[]);
+    pod.assert_nothing_left(&[&side]);
+}
+
+#[test]
+fn sigterm_ends_a_bare_until_wait_with_0() {
+    let pod = Pod::new("until-term");
+    let never = pod.ws("never");
+    let mut bare = pod.start("bare", &["--until-file", &never]);
+    bare.wait_for_line("until: waiting", LONG);
+    bare.signal(libc::SIGTERM);
+    bare.assert_exit(0, LONG, &[]);
+    pod.assert_nothing_left(&[&bare]);
+}
