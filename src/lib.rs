@@ -147,10 +147,10 @@ async fn steps(
         if !report.all_ready() {
             for t in report.targets.iter().filter(|t| !t.ready) {
                 let line = format!(
-                    "{} not ready after {}ms ({} attempts): {}",
+                    "{} not ready after {}ms ({}): {}",
                     t.target,
                     t.after.as_millis(),
-                    t.attempts,
+                    wait::count(t.attempts, "attempt"),
                     t.last_error.as_deref().unwrap_or("no attempt finished")
                 );
                 if config.strict {

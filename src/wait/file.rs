@@ -10,6 +10,7 @@
 use std::mem::ManuallyDrop;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tokio::io::unix::AsyncFd;
@@ -73,6 +74,20 @@ impl Watcher {
                 Ok(events) if !events.is_empty() => return,
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
                 Err(_) => return,
+            }
+        }
+    }
+
+    /// Sleeps for `delay`, checking the path again at every event; true as soon as it exists.
+    /// These checks are not attempts: `--retries` counts the policy's attempts only, however
+    /// busy the folder is.
+    pub async fn exists_within(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return false,
+                _ = self.changed() => if self.check() { return true },
             }
         }
     }

@@ -1,0 +1,144 @@
+//! The podvisor image alone (docker/Dockerfile, prebuilt-binary path): an empty image holding
+//! /podvisor as its ENTRYPOINT.
+
+mod support;
+
+use support::docker::{self, docker_ok, Cleanup};
+
+#[test]
+fn image_is_empty_but_for_podvisor_and_small() {
+    docker::require_docker();
+    let mut cleanup = Cleanup::new();
+    let image = docker::podvisor_image(&mut cleanup);
+    let entrypoint = docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Entrypoint}}",
+        &image,
+    ]);
+    assert_eq!(entrypoint, r#"["/podvisor"]"#);
+    let size: u64 = docker_ok(&["image", "inspect", "-f", "{{.Size}}", &image])
+        .parse()
+        .expect("image size");
+    assert!(
+        size < 2 * 1024 * 1024,
+        "image is {size} bytes, want < 2 MiB"
+    );
+
+    let version = cleanup.run(&[&image, "--version"]);
+    let out = version.expect_ok();
+    assert!(
+        out.starts_with(&format!("podvisor {}", env!("CARGO_PKG_VERSION"))),
+        "\n{}",
+        version.explain()
+    );
+}
+
+#[test]
+fn a_wait_that_times_out_exits_124() {
+    docker::require_docker();
+    let mut cleanup = Cleanup::new();
+    let image = docker::podvisor_image(&mut cleanup);
+    // No network at all: nothing can ever listen on 127.0.0.1:9 here.
+    let done = cleanup.run(&[
+        "--network",
+        "none",
+        &image,
+        "--wait-tcp",
+        "127.0.0.1:9",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(done.code, Some(124), "\n{}", done.explain());
+    assert!(
+        done.stderr.contains("tcp://127.0.0.1:9") && done.stderr.contains("not ready"),
+        "\n{}",
+        done.explain()
+    );
+}
+
+#[test]
+fn localhost_and_hosts_names_resolve_in_the_empty_image() {
+    docker::require_docker();
+    let mut cleanup = Cleanup::new();
+    let image = docker::podvisor_image(&mut cleanup);
+    // Without a listener the check fails at once, and the last error names the loopback
+    // address it tried: proof that the name was resolved (from the /etc/hosts Docker mounts).
+    for host in ["localhost", "sidecar.test"] {
+        let target = format!("{host}:9");
+        let done = cleanup.run(&[
+            "--add-host",
+            "sidecar.test:127.0.0.1",
+            &image,
+            "--wait-tcp",
+            &target,
+            "--retries",
+            "0",
+            "--timeout",
+            "20s",
+        ]);
+        assert_eq!(done.code, Some(124), "\n{}", done.explain());
+        assert!(
+            done.stderr.contains(" 127.0.0.1:9: ") || done.stderr.contains(" [::1]:9: "),
+            "{host} did not resolve to loopback\n{}",
+            done.explain()
+        );
+    }
+}
+
+#[test]
+fn install_to_a_volume_from_the_empty_image() {
+    docker::require_docker();
+    let mut cleanup = Cleanup::new();
+    let image = docker::podvisor_image(&mut cleanup);
+    let base = docker::base_image();
+    let volume = cleanup.volume("ws");
+    let mount = format!("{volume}:/workspace");
+
+    let done = cleanup.run(&["-v", &mount, &image, "--install-to", "/workspace/bin"]);
+    assert!(done.ok(), "\n{}", done.explain());
+    assert!(
+        done.stderr.contains("installed /workspace/bin/podvisor"),
+        "\n{}",
+        done.explain()
+    );
+
+    // Another container of the pod (another image, another UID) runs the copy.
+    let want = std::fs::read(docker::static_binary()).expect("read the static binary");
+    let check = cleanup.run(&[
+        "-v",
+        &mount,
+        "--user",
+        "65534:65534",
+        &base,
+        "sh",
+        "-c",
+        "stat -c %a /workspace/bin/podvisor && wc -c </workspace/bin/podvisor \
+             && /workspace/bin/podvisor --version",
+    ]);
+    let out = check.expect_ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"755"), "\n{}", check.explain());
+    assert_eq!(
+        lines.get(1).map(|l| l.trim()),
+        Some(&*want.len().to_string()),
+        "\n{}",
+        check.explain()
+    );
+    assert!(
+        lines.get(2).is_some_and(|l| l.starts_with("podvisor ")),
+        "\n{}",
+        check.explain()
+    );
+
+    // A read-only root file system: one line, exit 125.
+    let fail = cleanup.run(&["--read-only", &image, "--install-to", "/bin"]);
+    assert_eq!(fail.code, Some(125), "\n{}", fail.explain());
+    assert_eq!(fail.stderr.lines().count(), 1, "\n{}", fail.explain());
+    assert!(
+        fail.stderr.starts_with("podvisor: error: ") && fail.stderr.contains("/bin"),
+        "\n{}",
+        fail.explain()
+    );
+}
