@@ -51,10 +51,24 @@ pub async fn until(files: Vec<PathBuf>, markers: Vec<PathBuf>, poll: Duration) {
 /// Resolves when `path` exists.
 async fn file_exists(path: &Path, poll: Duration) {
     let mut watcher = Watcher::new(path);
-    while !watcher.check() {
+    let mut exists = watcher.check();
+    tell_if_polling(&watcher, path, poll);
+    while !exists {
         next_change(&mut watcher, poll, false).await;
+        exists = watcher.check();
     }
     tracing::info!("until: {} exists", path.display());
+}
+
+/// Says once when a path is polled rather than watched (inotify unavailable or refused).
+fn tell_if_polling(watcher: &Watcher, path: &Path, poll: Duration) {
+    if !watcher.event_driven() {
+        tracing::info!(
+            "until: no inotify watch for {}, checking every {}",
+            path.display(),
+            crate::duration::show(poll)
+        );
+    }
 }
 
 /// The next event in the watched folder, or the next poll.
@@ -93,11 +107,15 @@ async fn marker_finished(path: &Path, poll: Duration) {
     let mut poll_lock = false;
     // The thread blocked on the lock, when one is.
     let mut pending: Option<Grant> = None;
+    let mut first = true;
     loop {
         // The watch is (re)armed before anything is looked at, so nothing can slip in between.
         if watcher.check() {
             tracing::info!("until: {} finished (marker written)", path.display());
             return;
+        }
+        if std::mem::take(&mut first) {
+            tell_if_polling(&watcher, path, poll);
         }
         if use_lock && pending.is_none() {
             match probe(&lock_path) {

@@ -183,3 +183,78 @@ fn sigterm_ends_a_bare_until_wait_with_0() {
     bare.assert_exit(0, LONG, &[]);
     pod.assert_nothing_left(&[&bare]);
 }
+
+/// A UID whose inotify instances the test uses up; nothing else on the machine runs as it.
+const NO_INOTIFY_UID: &str = "65533";
+
+/// `setpriv` to that UID.
+fn as_hogged_uid() -> std::process::Command {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        "--reuid",
+        NO_INOTIFY_UID,
+        "--regid",
+        NO_INOTIFY_UID,
+        "--clear-groups",
+    ]);
+    cmd
+}
+
+#[test]
+fn polls_where_inotify_is_unavailable() {
+    let dir = support::TempDir::new("until-poll");
+    let target = dir.path().join("done");
+    // Hold every inotify instance this UID may have (fs.inotify.max_user_instances).
+    let hog = "import ctypes, sys\n\
+               libc = ctypes.CDLL(None)\n\
+               fds = [libc.inotify_init1(0) for _ in range(100000)]\n\
+               assert fds[-1] < 0, 'no limit reached'\n\
+               print('ready', flush=True)\n\
+               sys.stdin.read()\n";
+    let mut holder = as_hogged_uid()
+        // Debian's python3: a user-local one (pyenv) may not be readable by this UID.
+        .args(["/usr/bin/python3", "-c", hog])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the inotify hog");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("hog stdout")),
+        &mut line,
+    )
+    .expect("read from the hog");
+    assert_eq!(line.trim(), "ready", "the hog failed");
+    let mut setpriv = as_hogged_uid();
+    setpriv
+        .arg(support::podvisor_bin())
+        .arg("--until-file")
+        .arg(&target)
+        .args(["--interval", "200ms"])
+        .stderr(std::process::Stdio::piped());
+    let mut side = setpriv.spawn().expect("start podvisor as the hogged UID");
+    // Let it reach its polling loop, then create the file.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    fs::write(&target, "").unwrap();
+    let status = loop {
+        if let Some(s) = side.try_wait().expect("try_wait") {
+            break s;
+        }
+        if t.elapsed() > LONG {
+            let _ = side.kill();
+            break side.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = t.elapsed();
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    let mut err = String::new();
+    if let Some(mut e) = side.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(status.success(), "{status:?}\n{err}");
+    assert!(err.contains("checking every 200ms"), "it polls:\n{err}");
+    assert!(took < PROMPT, "noticed after {took:?}\n{err}");
+}
