@@ -205,10 +205,13 @@ fn polls_where_inotify_is_unavailable() {
     let dir = support::TempDir::new("until-poll");
     let target = dir.path().join("done");
     // Hold every inotify instance this UID may have (fs.inotify.max_user_instances).
-    let hog = "import ctypes, sys\n\
+    let hog = "import ctypes, os, resource, sys\n\
+               soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+               resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
                libc = ctypes.CDLL(None)\n\
                fds = [libc.inotify_init1(0) for _ in range(100000)]\n\
                assert fds[-1] < 0, 'no limit reached'\n\
+               os.close(os.open('/dev/null', os.O_RDONLY))  # the UID's limit, not our fds\n\
                print('ready', flush=True)\n\
                sys.stdin.read()\n";
     let mut holder = as_hogged_uid()
