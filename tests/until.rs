@@ -72,19 +72,29 @@ fn a_free_lock_without_marker_counts_at_once_with_a_warning() {
     pod.assert_nothing_left(&[&side]);
 }
 
-#[test]
-fn waits_for_a_running_owner_then_stops_on_its_marker() {
-    let pod = Pod::new("until-owner");
+/// An owner holding its lock (waiting for `go` before its step) and a sidecar waiting on it.
+fn owner_and_waiting_sidecar(pod: &Pod) -> (String, String, Container, Container) {
     let m = pod.ws("cmd.json");
     let go = pod.ws("go");
-    let mut owner = pod.start("owner", &["--marker", &m, "--wait-file", &go, "--", "true"]);
+    let owner = pod.start("owner", &["--marker", &m, "--wait-file", &go, "--", "true"]);
     owner.wait_for_line("waiting for", LONG);
     let mut side = pod.start("sidecar", &["--until-marker", &m, "--", "sleep", "600"]);
     side.wait_for_line("until: waiting", LONG);
     still_running(&mut side, &[&owner]);
+    (m, go, owner, side)
+}
+
+#[test]
+fn waits_for_a_running_owner_then_stops_on_its_marker() {
+    let pod = Pod::new("until-owner");
+    let (m, go, mut owner, mut side) = owner_and_waiting_sidecar(&pod);
     let t = Instant::now();
     fs::write(&go, "").unwrap();
     owner.assert_exit(0, LONG, &[&side]);
+    assert_eq!(
+        support::pod::read_marker(std::path::Path::new(&m))["status"],
+        "exited"
+    );
     side.assert_exit(0, LONG, &[&owner]);
     ended_within(&side, t, PROMPT, &[&owner]);
     let err = side.stderr();
@@ -94,6 +104,27 @@ fn waits_for_a_running_owner_then_stops_on_its_marker() {
         side.explain()
     );
     assert!(!err.contains("warning"), "{}", side.explain());
+    pod.assert_nothing_left(&[&owner, &side]);
+}
+
+#[test]
+fn a_marker_renamed_in_while_blocked_on_the_lock_counts() {
+    let pod = Pod::new("until-race");
+    // The sidecar finds the lock held: its flock thread blocks while the owner lives.
+    let (m, go, mut owner, mut side) = owner_and_waiting_sidecar(&pod);
+    let tmp = pod.ws(".cmd.json.by-hand");
+    fs::write(&tmp, "{}\n").unwrap();
+    let t = Instant::now();
+    fs::rename(&tmp, &m).unwrap();
+    side.assert_exit(0, LONG, &[&owner]);
+    ended_within(&side, t, PROMPT, &[&owner]);
+    assert!(
+        owner.running(),
+        "the owner still holds its lock\n{}",
+        owner.explain()
+    );
+    fs::write(&go, "").unwrap();
+    owner.assert_exit(0, LONG, &[&side]);
     pod.assert_nothing_left(&[&owner, &side]);
 }
 
