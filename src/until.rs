@@ -37,9 +37,12 @@ pub async fn until(files: Vec<PathBuf>, markers: Vec<PathBuf>, poll: Duration) {
     for m in &markers {
         marker_finished(m, poll).await;
     }
+    // Made once: a watcher's inotify fd is never closed (see wait/file.rs).
+    let mut watchers: Vec<(&PathBuf, Watcher)> =
+        files.iter().map(|f| (f, Watcher::new(f))).collect();
     loop {
-        for f in &files {
-            file_exists(f, poll).await;
+        for (f, watcher) in &mut watchers {
+            file_exists(f, watcher, poll).await;
         }
         // A file can vanish while we wait for the next one: all of them, at one moment.
         if files.iter().all(|f| f.exists()) {
@@ -49,12 +52,11 @@ pub async fn until(files: Vec<PathBuf>, markers: Vec<PathBuf>, poll: Duration) {
 }
 
 /// Resolves when `path` exists.
-async fn file_exists(path: &Path, poll: Duration) {
-    let mut watcher = Watcher::new(path);
+async fn file_exists(path: &Path, watcher: &mut Watcher, poll: Duration) {
     let mut exists = watcher.check();
-    tell_if_polling(&watcher, path, poll);
+    tell_if_polling(watcher, path, poll);
     while !exists {
-        next_change(&mut watcher, poll, false).await;
+        next_change(watcher, poll, false).await;
         exists = watcher.check();
     }
     tracing::info!("until: {} exists", path.display());
