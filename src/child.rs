@@ -90,34 +90,57 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
     }
 }
 
-/// A `Command` for `argv` that starts like a fresh process: empty signal mask, default SIGPIPE,
-/// optionally its own process group and the terminal's foreground.
+/// A `Command` for `argv` that starts like a fresh process: empty signal mask, every signal at
+/// its default disposition, optionally its own process group and the terminal's foreground.
 pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool) -> Command {
     let mut cmd = Command::new(program);
     if let Some(arg0) = argv.first() {
         cmd.arg0(arg0);
     }
     cmd.args(argv.iter().skip(1));
-    // SAFETY: only async-signal-safe libc calls, no allocation.
+    // SAFETY: only async-signal-safe libc calls on local data, no allocation.
     unsafe {
         cmd.pre_exec(move || {
             let mut set = std::mem::zeroed::<libc::sigset_t>();
             libc::sigfillset(&mut set);
-            // Keep everything blocked (SIGTTOU above all) until the terminal is ours.
+            // Everything blocked first: SIGTTOU until the terminal is ours, and any signal aimed
+            // at podvisor's group while we still belonged to it.
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             if group && libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            reset_dispositions();
             if foreground {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             Ok(())
         });
     }
     cmd
+}
+
+/// Puts every signal back to its default disposition, in the child between fork and exec.
+///
+/// Handlers do not survive exec, but "ignored" does: std resets only SIGPIPE, and podvisor may
+/// itself have been started with signals ignored (`nohup`, CI agents, a parent's SIG_IGN).
+/// Passing through SIG_IGN first also discards anything still pending from the moment between
+/// fork and setpgid, when a signal sent to podvisor's whole group reached this child too: the
+/// child gets exactly the signals podvisor forwards (sigaction(2): setting SIG_IGN discards a
+/// pending signal).
+///
+/// # Safety
+/// Call only in the forked child: it changes process-wide signal state.
+unsafe fn reset_dispositions() {
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        // glibc reserves two real-time signals and refuses them (EINVAL): harmless.
+        libc::signal(signo, libc::SIG_IGN);
+        libc::signal(signo, libc::SIG_DFL);
+    }
 }
 
 /// Whether podvisor runs in the foreground of the terminal on its stdin.

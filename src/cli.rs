@@ -6,7 +6,8 @@ use std::ffi::OsString;
 
 use clap::{ArgAction, CommandFactory, Parser};
 
-/// Every flag as a string; `None`/empty means "not given on the command line".
+/// Every flag as typed (bytes, so that config.rs can name the flag of a non-UTF-8 value);
+/// `None`/empty means "not given on the command line".
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "podvisor",
@@ -14,51 +15,55 @@ use clap::{ArgAction, CommandFactory, Parser};
     about = "Wait for a pod's sidecars, run the step as a correct init, and tell the sidecars when it is done.",
     override_usage = "podvisor [OPTIONS] [--] [COMMAND [ARG]...]\n       podvisor [OPTIONS] --sh 'SHELL STRING'",
     after_help = "Every option can also be set as PODVISOR_<OPTION> (e.g. PODVISOR_WAIT_TCP, PODVISOR_TIMEOUT);\nrepeatable options take a comma-separated list there. A flag overrides the environment.\n\nExit codes: COMMAND's status (128+N when killed by signal N); 124 wait failed;\n125 podvisor's own error; 126 COMMAND not executable; 127 COMMAND not found.",
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    // `--timeout 5 --timeout 9` means 9, as in most tools, rather than an error.
+    args_override_self = true,
+    // `--retries -1` is a bad value (named as such), not an unknown flag `-1`.
+    allow_negative_numbers = true
 )]
 pub struct Cli {
     /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6); repeatable.
     #[arg(long, value_name = "HOST:PORT", action = ArgAction::Append)]
-    pub wait_tcp: Vec<String>,
+    pub wait_tcp: Vec<OsString>,
     /// Wait until PATH exists (inotify, polling fallback); repeatable.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
-    pub wait_file: Vec<String>,
+    pub wait_file: Vec<OsString>,
     /// Wait until a connect to the unix socket PATH succeeds; repeatable.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
-    pub wait_unix: Vec<String>,
+    pub wait_unix: Vec<OsString>,
     /// Wait until an HTTP GET of URL (http://) answers 2xx; repeatable.
     #[arg(long, value_name = "URL", action = ArgAction::Append)]
-    pub wait_http: Vec<String>,
+    pub wait_http: Vec<OsString>,
     /// Wait until `/bin/sh -c STRING` exits 0; repeatable.
     #[arg(long, value_name = "SHELL STRING", action = ArgAction::Append)]
-    pub wait_cmd: Vec<String>,
+    pub wait_cmd: Vec<OsString>,
     /// Overall deadline of the wait phase; 0 = none [default: 60s].
     #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
+    pub timeout: Option<OsString>,
     /// Delay between attempts on one target [default: 100ms].
     #[arg(long, value_name = "DURATION")]
-    pub interval: Option<String>,
+    pub interval: Option<OsString>,
     /// When larger than --interval, the delay doubles after each failed attempt up to it.
     #[arg(long, value_name = "DURATION")]
-    pub max_interval: Option<String>,
+    pub max_interval: Option<OsString>,
     /// Retries after a target's first failed attempt (N+1 attempts in all) [default: unlimited].
     #[arg(long, value_name = "N")]
-    pub retries: Option<String>,
+    pub retries: Option<OsString>,
     /// Bound on one attempt, never beyond the overall deadline [default: 5s].
     #[arg(long, value_name = "DURATION")]
-    pub attempt_timeout: Option<String>,
+    pub attempt_timeout: Option<OsString>,
     /// On wait failure: warn, then run COMMAND anyway.
     #[arg(long)]
     pub no_strict: bool,
     /// Run `/bin/sh -c STRING` as the command.
     #[arg(long, value_name = "STRING")]
-    pub sh: Option<String>,
+    pub sh: Option<OsString>,
     /// Format of podvisor's own log lines on stderr: text or json [default: text].
     #[arg(long, value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    pub log_format: Option<OsString>,
     /// error, warn, info or debug [default: info].
     #[arg(long, value_name = "LEVEL")]
-    pub log_level: Option<String>,
+    pub log_level: Option<OsString>,
     /// Log errors only (same as --log-level error).
     #[arg(short, long)]
     pub quiet: bool,
@@ -67,30 +72,30 @@ pub struct Cli {
     pub no_group: bool,
     /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT); repeatable.
     #[arg(long, value_name = "FROM:TO", action = ArgAction::Append)]
-    pub rewrite_signal: Vec<String>,
+    pub rewrite_signal: Vec<OsString>,
     /// After a terminating signal is forwarded, SIGKILL the group when this runs out [default: 10s].
     #[arg(long, value_name = "DURATION")]
-    pub grace_period: Option<String>,
+    pub grace_period: Option<OsString>,
     /// Write a JSON marker at PATH when the step ends (and hold PATH.lock while running).
     #[arg(long, value_name = "PATH")]
-    pub marker: Option<String>,
+    pub marker: Option<OsString>,
     /// Stop COMMAND (and exit 0) once all these paths exist; repeatable; implies --sidecar.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
-    pub until_file: Vec<String>,
+    pub until_file: Vec<OsString>,
     /// Stop COMMAND (and exit 0) once every listed command container is finished; repeatable; implies --sidecar.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
-    pub until_marker: Vec<String>,
+    pub until_marker: Vec<OsString>,
     /// Signal that stops COMMAND in the sidecar role [default: TERM].
     #[arg(long, value_name = "SIG")]
-    pub stop_signal: Option<String>,
+    pub stop_signal: Option<OsString>,
     /// Sidecar role: SIGTERM becomes --stop-signal, and the stopped child's death counts as success.
     #[arg(long)]
     pub sidecar: bool,
     /// Copy this executable into DIR (atomically, mode 0755) and exit.
     #[arg(long, value_name = "DIR")]
-    pub install_to: Option<String>,
+    pub install_to: Option<OsString>,
     /// The command to run, found on PATH and executed directly.
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, value_parser = clap::value_parser!(OsString))]
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 

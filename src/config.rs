@@ -3,12 +3,14 @@
 //! A flag overrides its variable; an empty variable counts as unset; repeatable options take a
 //! comma-separated list in the environment. Every error names the flag or variable and the value.
 
-use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::libc;
+
+use clap::{CommandFactory, Parser};
 
 use crate::cli::{self, Cli};
 use crate::wait::policy::Policy;
@@ -78,111 +80,166 @@ struct Sources<'a> {
 
 /// A raw value and where it came from, for error messages.
 struct Raw {
-    value: String,
+    value: OsString,
     origin: String,
 }
 
 impl Raw {
+    fn flag(long: &str, value: &OsStr) -> Self {
+        Self {
+            value: value.to_owned(),
+            origin: format!("--{long}"),
+        }
+    }
+
     fn bad(&self, why: impl std::fmt::Display) -> ConfigError {
         ConfigError(format!(
             "invalid value '{}' for {}: {why}",
-            self.value, self.origin
+            self.value.to_string_lossy(),
+            self.origin
         ))
+    }
+
+    /// The value as text: only paths and the command may be arbitrary bytes.
+    fn text(&self) -> Result<&str, ConfigError> {
+        self.value
+            .to_str()
+            .ok_or_else(|| self.bad("not valid UTF-8"))
+    }
+
+    /// A keyword or number, without the blanks that env files and YAML leave around it.
+    fn word(&self) -> Result<&str, ConfigError> {
+        self.text().map(str::trim)
+    }
+
+    fn path(&self) -> Result<PathBuf, ConfigError> {
+        target::parse_path(&self.value).map_err(|e| self.bad(e))
     }
 }
 
 impl Sources<'_> {
-    fn env_value(&self, long: &str) -> Result<Option<Raw>, ConfigError> {
+    fn env_value(&self, long: &str) -> Option<Raw> {
         let name = cli::env_name(long);
-        match (self.env)(&name) {
-            None => Ok(None),
-            Some(v) if v.is_empty() => Ok(None),
-            Some(v) => match v.into_string() {
-                Ok(value) => Ok(Some(Raw {
-                    value,
-                    origin: name,
-                })),
-                Err(v) => Err(ConfigError(format!(
-                    "invalid value '{}' for {name}: not valid UTF-8",
-                    v.to_string_lossy()
-                ))),
-            },
+        let value = (self.env)(&name)?;
+        // Empty (or blank) counts as unset: `PODVISOR_TIMEOUT=` in a pod spec clears the option.
+        if value.as_bytes().trim_ascii().is_empty() {
+            return None;
         }
+        Some(Raw {
+            value,
+            origin: name,
+        })
     }
 
-    fn one(&self, long: &str, flag: &Option<String>) -> Result<Option<Raw>, ConfigError> {
+    fn one(&self, long: &str, flag: &Option<OsString>) -> Option<Raw> {
         match flag {
-            Some(value) => Ok(Some(Raw {
-                value: value.clone(),
-                origin: format!("--{long}"),
-            })),
+            Some(value) => Some(Raw::flag(long, value)),
             None => self.env_value(long),
         }
     }
 
-    fn many(&self, long: &str, flags: &[String]) -> Result<Vec<Raw>, ConfigError> {
+    /// Repeated flags, or else the variable's comma-separated list (items trimmed, empty ones
+    /// dropped, so `" a:1 , b:2 ,"` is two items).
+    fn many(&self, long: &str, flags: &[OsString]) -> Vec<Raw> {
         if !flags.is_empty() {
-            return Ok(flags
-                .iter()
-                .map(|value| Raw {
-                    value: value.clone(),
-                    origin: format!("--{long}"),
-                })
-                .collect());
+            return flags.iter().map(|v| Raw::flag(long, v)).collect();
         }
-        Ok(match self.env_value(long)? {
-            None => Vec::new(),
-            Some(raw) => raw
-                .value
-                .split(',')
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(|value| Raw {
-                    value: value.to_owned(),
-                    origin: raw.origin.clone(),
-                })
-                .collect(),
-        })
+        let Some(raw) = self.env_value(long) else {
+            return Vec::new();
+        };
+        raw.value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|item| !item.is_empty())
+            .map(|item| Raw {
+                value: OsStr::from_bytes(item).to_owned(),
+                origin: raw.origin.clone(),
+            })
+            .collect()
     }
 
     fn flag(&self, long: &str, given: bool) -> Result<bool, ConfigError> {
         if given {
             return Ok(true);
         }
-        match self.env_value(long)? {
+        match self.env_value(long) {
             None => Ok(false),
-            Some(raw) => match raw.value.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" => Ok(true),
-                "0" | "false" | "no" => Ok(false),
-                _ => Err(raw.bad("expected 1/0, true/false or yes/no")),
-            },
+            Some(raw) => parse_bool(&raw),
         }
     }
 
     fn duration(
         &self,
         long: &str,
-        flag: &Option<String>,
+        flag: &Option<OsString>,
         default: Duration,
     ) -> Result<Duration, ConfigError> {
-        match self.one(long, flag)? {
+        match self.one(long, flag) {
             None => Ok(default),
-            Some(raw) => duration::parse(&raw.value).map_err(|e| raw.bad(e)),
+            Some(raw) => duration::parse(raw.text()?).map_err(|e| raw.bad(e)),
         }
     }
 
-    fn paths(&self, long: &str, flags: &[String]) -> Result<Vec<PathBuf>, ConfigError> {
-        self.many(long, flags)?
-            .into_iter()
-            .map(|raw| target::parse_path(&raw.value).map_err(|e| raw.bad(e)))
-            .collect()
+    /// A duration that must not be zero when given (a zero interval would spin).
+    fn positive_duration(
+        &self,
+        long: &str,
+        flag: &Option<OsString>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(long, flag, default)?;
+        match self.one(long, flag) {
+            Some(raw) if d.is_zero() => Err(raw.bad("must be greater than 0")),
+            _ => Ok(d),
+        }
     }
 
-    fn signal(&self, long: &str, flag: &Option<String>, default: i32) -> Result<i32, ConfigError> {
-        match self.one(long, flag)? {
+    fn paths(&self, long: &str, flags: &[OsString]) -> Result<Vec<PathBuf>, ConfigError> {
+        self.many(long, flags).iter().map(Raw::path).collect()
+    }
+
+    fn path(&self, long: &str, flag: &Option<OsString>) -> Result<Option<PathBuf>, ConfigError> {
+        self.one(long, flag).map(|raw| raw.path()).transpose()
+    }
+
+    fn signal(
+        &self,
+        long: &str,
+        flag: &Option<OsString>,
+        default: i32,
+    ) -> Result<i32, ConfigError> {
+        match self.one(long, flag) {
             None => Ok(default),
-            Some(raw) => signals::parse(&raw.value).map_err(|e| raw.bad(e)),
+            Some(raw) => signals::parse(raw.word()?).map_err(|e| raw.bad(e)),
         }
+    }
+}
+
+fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
+    match raw.word()?.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err(raw.bad("expected 1/0, true/false or yes/no")),
+    }
+}
+
+fn parse_level(raw: &Raw) -> Result<tracing::Level, ConfigError> {
+    match raw.word()?.to_ascii_lowercase().as_str() {
+        "error" => Ok(tracing::Level::ERROR),
+        "warn" | "warning" => Ok(tracing::Level::WARN),
+        "info" => Ok(tracing::Level::INFO),
+        "debug" => Ok(tracing::Level::DEBUG),
+        "trace" => Ok(tracing::Level::TRACE),
+        _ => Err(raw.bad("expected error, warn, info or debug")),
+    }
+}
+
+fn parse_format(raw: &Raw) -> Result<LogFormat, ConfigError> {
+    match raw.word()?.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(raw.bad("expected text or json")),
     }
 }
 
@@ -200,96 +257,79 @@ impl Config {
         all_env: impl Iterator<Item = (OsString, OsString)>,
     ) -> Result<Self, ConfigError> {
         let src = Sources { env };
+        let mut warnings = unknown_variables(all_env);
 
         let mut waits = Vec::new();
-        for raw in src.many("wait-tcp", &cli.wait_tcp)? {
-            waits.push(target::parse_host_port(&raw.value).map_err(|e| raw.bad(e))?);
+        for raw in src.many("wait-tcp", &cli.wait_tcp) {
+            waits.push(target::parse_host_port(raw.text()?).map_err(|e| raw.bad(e))?);
         }
-        for raw in src.many("wait-file", &cli.wait_file)? {
-            waits.push(Target::File(
-                target::parse_path(&raw.value).map_err(|e| raw.bad(e))?,
-            ));
+        for raw in src.many("wait-file", &cli.wait_file) {
+            waits.push(Target::File(raw.path()?));
         }
-        for raw in src.many("wait-unix", &cli.wait_unix)? {
-            waits.push(Target::Unix(
-                target::parse_path(&raw.value).map_err(|e| raw.bad(e))?,
-            ));
+        for raw in src.many("wait-unix", &cli.wait_unix) {
+            waits.push(Target::Unix(raw.path()?));
         }
-        for raw in src.many("wait-http", &cli.wait_http)? {
-            waits.push(target::parse_http(&raw.value).map_err(|e| raw.bad(e))?);
+        for raw in src.many("wait-http", &cli.wait_http) {
+            waits.push(target::parse_http(raw.text()?).map_err(|e| raw.bad(e))?);
         }
-        for raw in src.many("wait-cmd", &cli.wait_cmd)? {
-            waits.push(Target::Cmd(raw.value));
+        for raw in src.many("wait-cmd", &cli.wait_cmd) {
+            waits.push(Target::Cmd(raw.text()?.to_owned()));
         }
 
-        let interval = src.duration("interval", &cli.interval, Duration::from_millis(100))?;
-        if interval.is_zero() {
-            let raw = src.one("interval", &cli.interval)?;
-            if let Some(raw) = raw {
-                return Err(raw.bad("must be greater than 0"));
-            }
-        }
+        let interval =
+            src.positive_duration("interval", &cli.interval, Duration::from_millis(100))?;
         let max_interval = src.duration("max-interval", &cli.max_interval, interval)?;
         let timeout = src.duration("timeout", &cli.timeout, Duration::from_secs(60))?;
-        let attempt_timeout = src.duration(
+        let attempt_timeout = src.positive_duration(
             "attempt-timeout",
             &cli.attempt_timeout,
             Duration::from_secs(5),
         )?;
-        if attempt_timeout.is_zero() {
-            if let Some(raw) = src.one("attempt-timeout", &cli.attempt_timeout)? {
-                return Err(raw.bad("must be greater than 0"));
-            }
-        }
-        let retries = match src.one("retries", &cli.retries)? {
+        let retries = match src.one("retries", &cli.retries) {
             None => None,
             Some(raw) => Some(
-                raw.value
-                    .trim()
+                raw.word()?
                     .parse::<u32>()
                     .map_err(|_| raw.bad("expected a whole number of retries (0 or more)"))?,
             ),
         };
 
-        let sh = src.one("sh", &cli.sh)?;
-        let command = match sh {
-            Some(raw) if !cli.command.is_empty() => {
+        let command = match (&cli.sh, src.env_value("sh")) {
+            (Some(_), _) if !cli.command.is_empty() => {
                 return Err(ConfigError(format!(
-                    "{} cannot be combined with a COMMAND ({})",
-                    raw.origin,
+                    "--sh cannot be combined with a COMMAND ({})",
                     cli.command[0].to_string_lossy()
                 )))
             }
-            Some(raw) => vec!["/bin/sh".into(), "-c".into(), raw.value.into()],
-            None => cli.command.clone(),
+            (Some(sh), _) => shell(sh),
+            (None, Some(raw)) if !cli.command.is_empty() => {
+                // The command line overrides the environment, a COMMAND included.
+                warnings.push(format!("{} is ignored: a COMMAND is given", raw.origin));
+                cli.command.clone()
+            }
+            (None, Some(raw)) => shell(&raw.value),
+            (None, None) => cli.command.clone(),
         };
 
-        let log_format = match src.one("log-format", &cli.log_format)? {
+        let log_format = match src.one("log-format", &cli.log_format) {
             None => LogFormat::Text,
-            Some(raw) => match raw.value.as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                _ => return Err(raw.bad("expected text or json")),
-            },
+            Some(raw) => parse_format(&raw)?,
         };
-        let quiet = src.flag("quiet", cli.quiet)?;
-        let log_level = match src.one("log-level", &cli.log_level)? {
-            None if quiet => tracing::Level::ERROR,
-            None => tracing::Level::INFO,
-            Some(raw) => match raw.value.to_ascii_lowercase().as_str() {
-                "error" => tracing::Level::ERROR,
-                "warn" | "warning" => tracing::Level::WARN,
-                "info" => tracing::Level::INFO,
-                "debug" => tracing::Level::DEBUG,
-                "trace" => tracing::Level::TRACE,
-                _ => return Err(raw.bad("expected error, warn, info or debug")),
+        // Flags before variables: --log-level, then -q, then PODVISOR_LOG_LEVEL, PODVISOR_QUIET.
+        let log_level = match &cli.log_level {
+            Some(v) => parse_level(&Raw::flag("log-level", v))?,
+            None if cli.quiet => tracing::Level::ERROR,
+            None => match src.env_value("log-level") {
+                Some(raw) => parse_level(&raw)?,
+                None if src.flag("quiet", false)? => tracing::Level::ERROR,
+                None => tracing::Level::INFO,
             },
         };
 
         let mut rewrites = Vec::new();
-        for raw in src.many("rewrite-signal", &cli.rewrite_signal)? {
+        for raw in src.many("rewrite-signal", &cli.rewrite_signal) {
             let (from, to) = raw
-                .value
+                .word()?
                 .split_once(':')
                 .ok_or_else(|| raw.bad("expected FROM:TO, e.g. TERM:QUIT"))?;
             let from = signals::parse(from).map_err(|e| raw.bad(format!("{from}: {e}")))?;
@@ -302,15 +342,6 @@ impl Config {
         let sidecar = src.flag("sidecar", cli.sidecar)?
             || !until_files.is_empty()
             || !until_markers.is_empty();
-
-        let marker = match src.one("marker", &cli.marker)? {
-            None => None,
-            Some(raw) => Some(target::parse_path(&raw.value).map_err(|e| raw.bad(e))?),
-        };
-        let install_to = match src.one("install-to", &cli.install_to)? {
-            None => None,
-            Some(raw) => Some(target::parse_path(&raw.value).map_err(|e| raw.bad(e))?),
-        };
 
         Ok(Config {
             waits,
@@ -332,13 +363,13 @@ impl Config {
                 &cli.grace_period,
                 Duration::from_secs(10),
             )?,
-            marker,
+            marker: src.path("marker", &cli.marker)?,
             until_files,
             until_markers,
             stop_signal: src.signal("stop-signal", &cli.stop_signal, libc::SIGTERM)?,
             sidecar,
-            install_to,
-            warnings: unknown_variables(all_env),
+            install_to: src.path("install-to", &cli.install_to)?,
+            warnings,
         })
     }
 
@@ -351,70 +382,108 @@ impl Config {
     }
 }
 
+/// `--sh STRING` is the command `/bin/sh -c STRING`.
+fn shell(script: &OsStr) -> Vec<OsString> {
+    vec!["/bin/sh".into(), "-c".into(), script.to_owned()]
+}
+
+/// The log format asked for, read leniently: for reporting a configuration error itself.
+pub fn requested_log_format() -> LogFormat {
+    let flag = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches()
+        .ok()
+        .and_then(|m| m.get_one::<OsString>("log_format").cloned());
+    let value = flag.or_else(|| std::env::var_os(cli::env_name("log-format")));
+    match value.as_deref().and_then(OsStr::to_str) {
+        Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
 impl Cli {
     fn try_parse_from_os_args() -> Result<Cli, ConfigError> {
-        use clap::Parser;
         Cli::try_parse().map_err(|e| match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                 // Help and version are not errors: print them and leave with 0.
                 let _ = e.print();
                 std::process::exit(0)
             }
-            _ => ConfigError(first_line(&e.render().to_string())),
+            _ => ConfigError(one_line(&e.render().to_string())),
         })
     }
 }
 
-/// clap's messages span several lines (usage, tips); the contract is one line.
-fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or("invalid arguments").trim();
-    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+/// clap's messages span several lines (usage, tips); the contract is one line: the first (it
+/// names the flag and the value), plus clap's tip when it has one ("a similar argument exists").
+fn one_line(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("invalid arguments").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let tips: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+        // "to pass '--x' as a value, use '-- --x'" is noise: podvisor has no such values.
+        .filter(|tip| !tip.starts_with("to pass"))
+        .collect();
+    if tips.is_empty() {
+        first.to_owned()
+    } else {
+        format!("{first} ({})", tips.join("; "))
+    }
 }
 
 /// Warnings for `PODVISOR_*` variables that match no option, with the closest real name.
 fn unknown_variables(all_env: impl Iterator<Item = (OsString, OsString)>) -> Vec<String> {
-    let known: HashSet<String> = cli::option_names()
+    let known: Vec<String> = cli::option_names()
         .iter()
         .map(|l| cli::env_name(l))
         .collect();
     let mut warnings = Vec::new();
     for (name, _) in all_env {
-        let Some(name) = name.to_str() else { continue };
-        if !name.starts_with("PODVISOR_") || known.contains(name) {
+        let name = name.to_string_lossy();
+        if !name.starts_with("PODVISOR_") || known.iter().any(|k| *k == name) {
             continue;
         }
-        let closest = known.iter().min_by_key(|k| edit_distance(k, name));
-        warnings.push(match closest {
-            Some(k) if edit_distance(k, name) <= 4 => {
-                format!("unknown variable {name} is ignored; did you mean {k}?")
-            }
-            _ => format!("unknown variable {name} is ignored"),
-        });
+        // Always name the closest option: a typo must be easy to spot, even a bad one.
+        let closest = known
+            .iter()
+            .min_by_key(|k| edit_distance(k, &name))
+            .map_or(String::new(), |k| format!("; did you mean {k}?"));
+        warnings.push(format!("unknown variable {name} is ignored{closest}"));
     }
     warnings.sort();
     warnings
 }
 
-/// Levenshtein distance; short names only, so the quadratic table is fine.
+/// Edit distance with adjacent transpositions (TPC -> TCP is one edit); names are short, so
+/// the full table is fine.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let here = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(here + 1);
-            prev = here;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn build(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let cli = Cli::try_parse_from(std::iter::once("podvisor").chain(args.iter().copied()))
@@ -492,6 +561,125 @@ mod tests {
             c.warnings[0].contains("PODVISOR_WAIT_TCP"),
             "{:?}",
             c.warnings
+        );
+    }
+
+    #[test]
+    fn blank_env_is_unset_and_lists_are_trimmed() {
+        let c = build(
+            &[],
+            &[
+                ("PODVISOR_WAIT_TCP", " a:1 , b:2 ,"),
+                ("PODVISOR_TIMEOUT", "  "),
+                ("PODVISOR_QUIET", " Yes "),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.waits.len(), 2);
+        assert_eq!(c.waits[1].to_string(), "tcp://b:2");
+        assert_eq!(c.policy.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.log_level, tracing::Level::ERROR);
+    }
+
+    #[test]
+    fn booleans_take_every_documented_spelling() {
+        for (v, strict) in [
+            ("1", false),
+            ("true", false),
+            ("YES", false),
+            ("0", true),
+            ("False", true),
+            ("no", true),
+        ] {
+            let c = build(&[], &[("PODVISOR_NO_STRICT", v)]).unwrap();
+            assert_eq!(c.strict, strict, "PODVISOR_NO_STRICT={v}");
+        }
+    }
+
+    #[test]
+    fn log_level_flags_beat_variables() {
+        let level = |args: &[&str], env: &[(&str, &str)]| build(args, env).unwrap().log_level;
+        use tracing::Level;
+        assert_eq!(
+            level(&["-q"], &[("PODVISOR_LOG_LEVEL", "debug")]),
+            Level::ERROR
+        );
+        assert_eq!(
+            level(&["--log-level", "warn", "-q"], &[]),
+            Level::WARN,
+            "--log-level is the more precise flag"
+        );
+        assert_eq!(
+            level(
+                &[],
+                &[("PODVISOR_LOG_LEVEL", "debug"), ("PODVISOR_QUIET", "1")]
+            ),
+            Level::DEBUG
+        );
+        assert_eq!(level(&[], &[("PODVISOR_QUIET", "true")]), Level::ERROR);
+        assert!(build(&["--log-level", "loud"], &[]).is_err());
+        assert!(build(&["--log-format", "xml"], &[]).is_err());
+        assert_eq!(
+            build(&["--log-format", "JSON"], &[]).unwrap().log_format,
+            LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn a_command_overrides_podvisor_sh() {
+        let c = build(&["echo", "hi"], &[("PODVISOR_SH", "exit 3")]).unwrap();
+        assert_eq!(c.command, ["echo", "hi"]);
+        assert!(c.warnings.iter().any(|w| w.contains("PODVISOR_SH")));
+        let c = build(&[], &[("PODVISOR_SH", "exit 3")]).unwrap();
+        assert_eq!(c.command, ["/bin/sh", "-c", "exit 3"]);
+    }
+
+    #[test]
+    fn flags_after_command_belong_to_it() {
+        let c = build(&["--wait-tcp", "x:1", "cmd", "--timeout", "5"], &[]).unwrap();
+        assert_eq!(c.command, ["cmd", "--timeout", "5"]);
+        assert_eq!(c.policy.timeout, Some(Duration::from_secs(60)));
+        let c = build(&["--", "--help"], &[]).unwrap();
+        assert_eq!(c.command, ["--help"]);
+    }
+
+    #[test]
+    fn the_last_of_a_repeated_flag_wins() {
+        let c = build(&["--timeout", "1", "--timeout", "2"], &[]).unwrap();
+        assert_eq!(c.policy.timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn non_utf8_values_are_named() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![b'5', 0xff]);
+        let cli =
+            Cli::try_parse_from([OsString::from("podvisor"), "--timeout".into(), bad.clone()])
+                .unwrap();
+        let e = Config::build(&cli, &|_| None, std::iter::empty())
+            .unwrap_err()
+            .0;
+        assert!(e.contains("--timeout") && e.contains("UTF-8"), "{e}");
+        // Paths may be any bytes.
+        let cli =
+            Cli::try_parse_from([OsString::from("podvisor"), "--wait-file".into(), bad]).unwrap();
+        assert!(Config::build(&cli, &|_| None, std::iter::empty()).is_ok());
+    }
+
+    #[test]
+    fn edit_distance_counts_transpositions_once() {
+        assert_eq!(edit_distance("WAIT_TCP", "WAIT_TPC"), 1);
+        assert_eq!(edit_distance("TIMEOUT", "TIMOUT"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let text = "error: unexpected argument '--timout' found\n\n  tip: a similar argument exists: '--timeout'\n  tip: to pass '--timout' as a value, use '-- --timout'\n\nUsage: podvisor\n";
+        assert_eq!(
+            one_line(text),
+            "unexpected argument '--timout' found (a similar argument exists: '--timeout')"
         );
     }
 

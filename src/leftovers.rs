@@ -1,6 +1,12 @@
 //! After the main child ends, whatever it left behind — the rest of its process group and orphans
-//! reparented to podvisor (as PID 1 or child subreaper) — gets SIGTERM, then SIGKILL after the
-//! grace period; podvisor returns once it has no child left. Nothing of the step outlives it.
+//! reparented to podvisor (as PID 1 or child subreaper) — gets SIGTERM (and SIGCONT, so that a
+//! stopped process can act on it), then SIGKILL after the grace period; podvisor returns once it
+//! has no child left. Nothing of the step outlives it.
+//!
+//! Leftovers are found three ways: the step's group is signalled as a whole (atomic against
+//! forks), podvisor's children are read from /proc (daemons that left the group come back to us
+//! when their parent dies), and as PID 1 `kill(-1)` reaches everything in the PID namespace,
+//! which works even where /proc belongs to another namespace.
 
 use std::collections::HashSet;
 
@@ -22,13 +28,18 @@ pub async fn terminate(
 ) {
     let mut sweep = Sweep {
         group: child.group.then_some(child.pid.as_raw()),
-        signalled: HashSet::new(),
+        me: std::process::id() as i32,
+        seen: HashSet::new(),
+        started: false,
     };
     if !reaper.reap().children_left && !sweep.group_alive() {
         return;
     }
-    let count = sweep.run(libc::SIGTERM);
-    tracing::info!("terminating {count} leftover process(es)");
+    sweep.run(libc::SIGTERM);
+    tracing::info!(
+        "terminating {} leftover process(es) with SIGTERM",
+        sweep.seen.len()
+    );
     let kill_at = Instant::now() + config.grace_period;
     let mut killed = false;
     loop {
@@ -38,8 +49,9 @@ pub async fn terminate(
             // Leftovers that ignore SIGTERM.
             _ = sleep_until(kill_at), if !killed => {
                 killed = true;
-                let n = sweep.run(libc::SIGKILL);
-                tracing::warn!("grace period expired, sent SIGKILL to {n} leftover process(es)");
+                sweep.run(libc::SIGKILL);
+                tracing::info!("grace period of {} expired, sending SIGKILL to the leftovers",
+                    crate::duration::show(config.grace_period));
             }
             // Signals still arrive; the leftovers are being stopped already.
             Some(got) = signals.recv() => {
@@ -51,60 +63,97 @@ pub async fn terminate(
         }
         sweep.run(if killed { libc::SIGKILL } else { libc::SIGTERM });
     }
-    tracing::info!("leftovers terminated ({count})");
+    tracing::info!("leftovers terminated ({})", sweep.seen.len());
 }
 
-/// Signals the group and every child of podvisor; each gets SIGTERM once.
+/// Signals what the step left; each process gets SIGTERM once, SIGKILL as often as needed.
 struct Sweep {
     /// The step's process group, if it has its own.
     group: Option<i32>,
-    /// Pids already sent SIGTERM.
-    signalled: HashSet<i32>,
+    /// podvisor's pid (1 as init).
+    me: i32,
+    /// Every leftover found so far (and sent SIGTERM).
+    seen: HashSet<i32>,
+    /// The group-wide (and, as PID 1, namespace-wide) SIGTERM went out.
+    started: bool,
 }
 
 impl Sweep {
     fn group_alive(&self) -> bool {
-        // SAFETY: signal 0 only checks for existence.
-        self.group
-            .is_some_and(|g| unsafe { libc::kill(-g, 0) } == 0)
+        self.group.is_some_and(|g| kill(-g, 0))
     }
 
-    /// Sends `signo`; returns how many processes it reached.
-    fn run(&mut self, signo: i32) -> usize {
-        let mut n = 0;
-        if let Some(g) = self.group {
-            // SAFETY: kill(2) on the step's own group.
-            if unsafe { libc::kill(-g, signo) } == 0 {
-                n += 1;
+    fn run(&mut self, signo: i32) {
+        // Found before the group-wide kill: a process born in between gets that signal anyway.
+        let found = self.find();
+        let first = !self.started;
+        self.started = true;
+        let wide = first || signo == libc::SIGKILL;
+        if wide {
+            if let Some(g) = self.group {
+                send(-g, signo);
+            }
+            if self.me == 1 {
+                // Everything in our PID namespace but ourselves: all of it is the step's.
+                send(-1, signo);
             }
         }
-        for pid in children() {
-            if signo == libc::SIGKILL || self.signalled.insert(pid) {
-                // SAFETY: kill(2) on a child of ours; it cannot be recycled before we reap it.
-                if unsafe { libc::kill(pid, signo) } == 0 {
-                    n += 1;
-                }
+        for (pid, pgrp) in found.into_iter().flatten() {
+            let new = self.seen.insert(pid);
+            let covered = wide && (self.me == 1 || Some(pgrp) == self.group);
+            if (new || signo == libc::SIGKILL) && !covered {
+                send(pid, signo);
             }
         }
-        n
+    }
+
+    /// Live leftovers as (pid, pgrp): members of the step's group and podvisor's children
+    /// (everything but podvisor as PID 1). None when /proc is not this PID namespace's.
+    fn find(&self) -> Option<Vec<(i32, i32)>> {
+        let me_in_proc: i32 = std::fs::read_link("/proc/self")
+            .ok()?
+            .to_str()?
+            .parse()
+            .ok()?;
+        if me_in_proc != self.me {
+            return None;
+        }
+        let dir = std::fs::read_dir("/proc").ok()?;
+        Some(
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|&pid| pid != self.me)
+                .filter_map(|pid| {
+                    let (state, ppid, pgrp) = stat(pid)?;
+                    let ours = ppid == self.me || Some(pgrp) == self.group || self.me == 1;
+                    (ours && state != 'Z').then_some((pid, pgrp))
+                })
+                .collect(),
+        )
     }
 }
 
-/// Pids whose parent is podvisor, read from /proc.
-fn children() -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| parent_of(pid) == Some(me))
-        .collect()
+/// kill(2), plus SIGCONT after SIGTERM so that a stopped process wakes up to handle it.
+fn send(target: i32, signo: i32) {
+    kill(target, signo);
+    if signo == libc::SIGTERM {
+        kill(target, libc::SIGCONT);
+    }
 }
 
-/// The ppid field of /proc/PID/stat (after the command name, which may hold spaces and parens).
-fn parent_of(pid: i32) -> Option<i32> {
+fn kill(target: i32, signo: i32) -> bool {
+    // SAFETY: kill(2) with plain numbers. Individual kills go to children of ours (their pid
+    // cannot be recycled before we reap them) or, as PID 1, into our own namespace; a group id
+    // stays taken while the group has members.
+    unsafe { libc::kill(target, signo) == 0 }
+}
+
+/// State, ppid and pgrp from /proc/PID/stat (after the command name, which may hold spaces).
+fn stat(pid: i32) -> Option<(char, i32, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(1)?.parse().ok()
+    let mut rest = stat[stat.rfind(')')? + 2..].split(' ');
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
 }

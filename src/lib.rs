@@ -32,7 +32,7 @@ pub mod until;
 pub mod wait;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use nix::libc;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -84,31 +84,44 @@ pub fn run(config: Config) -> Outcome {
 
 async fn run_async(config: &Config) -> Outcome {
     let started_at = SystemTime::now();
+    let started = Instant::now();
+    // Before anything else, so that a sidecar sees this step as running from the first moment.
     let marker = config.marker.as_deref().and_then(|path| {
         marker::Marker::acquire(path)
-            .map_err(|e| tracing::error!("marker {}: {e}", path.display()))
+            .map_err(|e| {
+                tracing::error!(
+                    "cannot prepare the marker {} (it will not be written): {e}",
+                    path.display()
+                )
+            })
             .ok()
     });
-    let reaper = Reaper::new();
-    let source = match signals::SignalSource::open() {
-        Ok(s) => s,
-        Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),
-    };
-    let mut signals = signals::pump(source, reaper.clone());
     let mut report = Report::default();
-    let outcome = steps(config, &reaper, &mut signals, &mut report).await;
+    let outcome = start(config, &mut report).await;
     if let Some(marker) = marker {
         let record = marker::Record {
             outcome: &outcome,
             waits: &report,
             command: &config.command,
             started_at,
+            started,
         };
         if let Err(e) = marker.finish(&record) {
             tracing::error!("cannot write the marker: {e}");
         }
     }
     outcome
+}
+
+/// Signals and reaping, then the steps; every way out of here is recorded by the marker.
+async fn start(config: &Config, report: &mut Report) -> Outcome {
+    let reaper = Reaper::new();
+    let source = match signals::SignalSource::open() {
+        Ok(s) => s,
+        Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),
+    };
+    let mut signals = signals::pump(source, reaper.clone());
+    steps(config, &reaper, &mut signals, report).await
 }
 
 /// wait -> run -> until: the part of the pipeline that the marker records.
@@ -122,6 +135,11 @@ async fn steps(
         tokio::select! {
             done = wait::wait_all(&config.waits, &config.policy, reaper) => *report = done,
             signo = next_terminating(signals) => {
+                // A sidecar stopped from outside (the kubelet at pod end) has nothing left to do.
+                if config.sidecar && signo == libc::SIGTERM {
+                    tracing::info!("SIGTERM during the wait phase: sidecar stopped, not running the command");
+                    return Outcome::Done;
+                }
                 tracing::warn!("{} during the wait phase, not running the command", signals::name(signo));
                 return Outcome::Cancelled(signo);
             }
@@ -129,10 +147,10 @@ async fn steps(
         if !report.all_ready() {
             for t in report.targets.iter().filter(|t| !t.ready) {
                 let line = format!(
-                    "{} not ready after {}ms ({} attempts): {}",
+                    "{} not ready after {}ms ({}): {}",
                     t.target,
                     t.after.as_millis(),
-                    t.attempts,
+                    wait::count(t.attempts, "attempt"),
                     t.last_error.as_deref().unwrap_or("no attempt finished")
                 );
                 if config.strict {
@@ -153,6 +171,7 @@ async fn steps(
             Box::pin(until::until(
                 config.until_files.clone(),
                 config.until_markers.clone(),
+                config.policy.interval,
             )) as supervise::Until
         });
 
@@ -168,8 +187,10 @@ async fn steps(
             signo = next_terminating(signals) => {
                 // A sidecar stopped from outside has done its job.
                 if config.sidecar && signo == libc::SIGTERM {
+                    tracing::info!("SIGTERM received: sidecar stopped");
                     return Outcome::Done;
                 }
+                tracing::warn!("{} before the until-condition held", signals::name(signo));
                 return Outcome::Cancelled(signo);
             }
         }

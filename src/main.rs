@@ -6,7 +6,12 @@ fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("podvisor: error: {e}");
+            // Even this one line follows --log-format, so that json consumers can parse it.
+            logging::init(
+                podvisor::config::requested_log_format(),
+                tracing::Level::ERROR,
+            );
+            tracing::error!("{e}");
             return ExitCode::from(podvisor::exit::OWN_ERROR);
         }
     };

@@ -54,7 +54,7 @@ pub async fn supervise(
             Some(got) = signals.recv() => on_signal(got, &child, config, &mut state),
             // The grace period ran out.
             _ = sleep_until_opt(state.kill_at), if !state.killed => {
-                tracing::warn!("grace period of {} expired, sending SIGKILL", duration::show(config.grace_period));
+                tracing::info!("grace period of {} expired, sending SIGKILL", duration::show(config.grace_period));
                 send(&child, libc::SIGKILL);
                 state.killed = true;
             }
@@ -130,7 +130,12 @@ pub fn send(child: &Child, signo: i32) {
     let rc = unsafe { libc::kill(target.as_raw(), signo) };
     if rc != 0 {
         match Errno::last() {
-            Errno::ESRCH => tracing::debug!("{}: no such process", signals::name(signo)),
+            // The child is gone or left its group: nothing to signal, nothing to worry about.
+            Errno::ESRCH => tracing::debug!(
+                "{} not delivered: No such process ({})",
+                signals::name(signo),
+                target
+            ),
             e => tracing::warn!("sending {} failed: {e}", signals::name(signo)),
         }
     }

@@ -51,30 +51,3 @@ fn not_executable_is_126() {
         .run()
         .assert_code(126);
 }
-
-#[test]
-fn config_errors_are_125_with_one_line() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
-        (&["--bogus"], &[], "--bogus"),
-        (&["--timeout", "soon"], &[], "soon"),
-        (&["--wait-tcp", "nohostport"], &[], "nohostport"),
-        (&["--wait-http", "https://x/"], &[], "https://x/"),
-        (&["--retries", "many"], &[], "many"),
-        (&[], &[("PODVISOR_INTERVAL", "fast")], "PODVISOR_INTERVAL"),
-        (&[], &[("PODVISOR_NO_STRICT", "perhaps")], "perhaps"),
-    ];
-    for (args, env, needle) in cases {
-        let mut c = TestCommand::new().args(*args);
-        for (k, v) in *env {
-            c = c.env(k, v);
-        }
-        let run = c.args(["--", "echo", "SHOULD-NOT-RUN"]).run();
-        run.assert_code(125).assert_stderr_has(needle);
-        assert_eq!(run.stderr().trim().lines().count(), 1, "{}", run.explain());
-        assert!(
-            !run.stdout().contains("SHOULD-NOT-RUN"),
-            "{}",
-            run.explain()
-        );
-    }
-}

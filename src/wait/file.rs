@@ -4,10 +4,13 @@
 //! folders need exist yet) and moves down as folders appear. Every event triggers a re-check;
 //! the regular attempts of the retry policy go on beside it and are the fallback where inotify
 //! is unavailable. The inotify fd is never closed: closing an fd that held a watch waits for the
-//! kernel's fsnotify grace period (5-15 ms), and the next step is starting COMMAND.
+//! kernel's fsnotify grace period (5-15 ms), and the next step is starting COMMAND. Nor does
+//! exit close it: `fdio::release_after_exit` hands the last reference to the kernel.
 
 use std::mem::ManuallyDrop;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tokio::io::unix::AsyncFd;
@@ -29,7 +32,13 @@ impl Watcher {
     pub fn new(path: &Path) -> Self {
         let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(std::io::Error::from)
-            .and_then(fdio::readable)
+            .and_then(|fd| {
+                // Not even exit may close it on the way out (see release_after_exit).
+                if let Err(e) = fdio::release_after_exit(fd.as_fd()) {
+                    tracing::debug!("inotify fd will be closed at exit: {e}");
+                }
+                fdio::readable(fd)
+            })
             .map_err(|e| tracing::debug!("inotify unavailable, polling {}: {e}", path.display()))
             .ok()
             .map(ManuallyDrop::new);
@@ -47,6 +56,11 @@ impl Watcher {
         self.path.exists()
     }
 
+    /// Whether changes are noticed by events; false means the caller must poll.
+    pub fn event_driven(&self) -> bool {
+        self.fd.is_some() && self.watching.is_some()
+    }
+
     /// Resolves on the next event in the watched folder (never, when polling).
     pub async fn changed(&mut self) {
         let Some(fd) = self.fd.as_mut() else {
@@ -60,6 +74,20 @@ impl Watcher {
                 Ok(events) if !events.is_empty() => return,
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
                 Err(_) => return,
+            }
+        }
+    }
+
+    /// Sleeps for `delay`, checking the path again at every event; true as soon as it exists.
+    /// These checks are not attempts: `--retries` counts the policy's attempts only, however
+    /// busy the folder is.
+    pub async fn exists_within(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return false,
+                _ = self.changed() => if self.check() { return true },
             }
         }
     }

@@ -17,7 +17,12 @@ pub async fn probe(uri: &Uri) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     // The connection is driven beside the request and dropped with this attempt.
     let driver = tokio::spawn(conn);
-    let authority = uri.authority().map_or(host, |a| a.as_str());
+    // Host is host[:port] as written (brackets kept for IPv6), never the URL's user:password@.
+    let authority = match (uri.host(), uri.port()) {
+        (Some(h), Some(p)) => format!("{h}:{}", p.as_str()),
+        (Some(h), None) => h.to_owned(),
+        (None, _) => host.to_owned(),
+    };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let request = Request::get(path)
         .header(HOST, authority)

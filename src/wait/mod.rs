@@ -8,7 +8,7 @@ pub mod policy;
 pub mod target;
 
 mod cmd;
-mod file;
+pub(crate) mod file;
 mod http;
 mod tcp;
 mod unix;
@@ -72,8 +72,26 @@ impl Report {
 /// A target's progress, shared between its loop and the phase (which reads it at the deadline).
 #[derive(Debug, Default)]
 struct Progress {
+    /// Attempts finished.
     attempts: u32,
+    /// The attempt in flight, if any.
+    running: Option<u32>,
+    /// The error of the last finished attempt.
     last_error: Option<String>,
+}
+
+impl Progress {
+    /// Why the target is not ready, also when its attempt was cut short by the end of waiting.
+    fn failure(&self) -> String {
+        match (self.running, &self.last_error) {
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no attempt finished".to_owned(),
+            (Some(n), None) => format!("attempt {n} still running when waiting ended"),
+            (Some(n), Some(e)) => {
+                format!("attempt {n} still running when waiting ended; the one before: {e}")
+            }
+        }
+    }
 }
 
 /// How a target's loop ended.
@@ -88,9 +106,11 @@ pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>)
     let deadline = policy.timeout.map(|t| start + t);
     let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
     tracing::info!(
-        "waiting for {} (timeout {})",
+        "waiting for {} ({})",
         names.join(", "),
-        policy.timeout.map_or("none".to_owned(), show)
+        policy
+            .timeout
+            .map_or("no timeout".to_owned(), |t| format!("timeout {}", show(t)))
     );
 
     let progress: Vec<Arc<Mutex<Progress>>> = targets.iter().map(|_| Arc::default()).collect();
@@ -145,12 +165,8 @@ pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>)
                 target,
                 ready: after.is_some(),
                 after: after.unwrap_or(elapsed),
-                attempts: p.attempts,
-                last_error: if after.is_some() {
-                    None
-                } else {
-                    p.last_error.clone()
-                },
+                attempts: p.running.unwrap_or(p.attempts),
+                last_error: after.is_none().then(|| p.failure()),
             }
         })
         .collect();
@@ -179,10 +195,22 @@ async fn run_target(
         Target::File(path) => Some(file::Watcher::new(path)),
         _ => None,
     };
+    let ready = |attempts: u32| {
+        tracing::info!(
+            "{name} is ready after {} ({})",
+            show_ms(start.elapsed()),
+            count(attempts, "attempt")
+        );
+        End::Ready
+    };
     let mut next_progress = start + PROGRESS_EVERY;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
+        progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .running = Some(attempts);
         let bound = match deadline {
             Some(d) => policy
                 .attempt_timeout
@@ -196,40 +224,32 @@ async fn run_target(
         {
             let mut p = progress.lock().unwrap_or_else(PoisonError::into_inner);
             p.attempts = attempts;
+            p.running = None;
             if let Err(e) = &result {
                 p.last_error = Some(e.clone());
             }
         }
-        match result {
-            Ok(()) => {
-                tracing::info!(
-                    "{name} is ready after {} ({attempts} attempt{})",
-                    show_ms(start.elapsed()),
-                    if attempts == 1 { "" } else { "s" }
-                );
-                return End::Ready;
-            }
-            Err(e) => {
-                if !policy.may_retry(attempts) {
-                    return End::OutOfRetries;
-                }
-                let now = Instant::now();
-                if now >= next_progress {
-                    tracing::info!(
-                        "still waiting for {name}: {attempts} attempts in {}, last error: {e}",
-                        show_ms(start.elapsed())
-                    );
-                    next_progress = now + PROGRESS_EVERY;
-                }
-                tracing::debug!("{name}: attempt {attempts} failed: {e}");
-            }
+        let Err(e) = result else {
+            return ready(attempts);
+        };
+        if !policy.may_retry(attempts) {
+            return End::OutOfRetries;
         }
+        let now = Instant::now();
+        if now >= next_progress {
+            tracing::info!(
+                "still waiting for {name}: {} in {}, last error: {e}",
+                count(attempts, "attempt"),
+                show_ms(start.elapsed())
+            );
+            next_progress = now + PROGRESS_EVERY;
+        }
+        tracing::debug!("{name}: attempt {attempts} failed: {e}");
         let delay = policy.delay(attempts);
         match watcher.as_mut() {
             Some(w) => {
-                tokio::select! {
-                    _ = sleep(delay) => {}
-                    _ = w.changed() => {}
+                if w.exists_within(delay).await {
+                    return ready(attempts);
                 }
             }
             None => sleep(delay).await,
@@ -256,4 +276,13 @@ async fn attempt(
 
 fn show_ms(d: Duration) -> String {
     format!("{}ms", d.as_millis())
+}
+
+/// `1 attempt`, `2 attempts`.
+pub fn count(n: u32, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

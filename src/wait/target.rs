@@ -1,5 +1,6 @@
 //! What the wait phase waits for, parsed from the flags.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -74,8 +75,8 @@ pub fn parse_http(text: &str) -> Result<Target, String> {
     }
 }
 
-/// A path must not be empty.
-pub fn parse_path(text: &str) -> Result<PathBuf, String> {
+/// A path must not be empty; any bytes are fine otherwise.
+pub fn parse_path(text: &OsStr) -> Result<PathBuf, String> {
     if text.is_empty() {
         return Err("the path is empty".into());
     }

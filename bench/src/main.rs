@@ -1,0 +1,269 @@
+//! The podvisor benchmark runner: measures podvisor and its peers side by side in one run and
+//! writes the report (docs/benchmarks.md). `bench/run` builds everything and calls it.
+//!
+//! Usage: podvisor-bench --podvisor PATH [--quick] [--runs N] [--only 1,4] [--out FILE]
+//!        [--notes FILE]
+//! Also the sigwait child of row 4: podvisor-bench sigwait
+
+mod ctx;
+mod idle;
+mod overhead;
+mod proc;
+mod ready;
+mod report;
+mod sidecar;
+mod signal;
+mod size;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use ctx::{Ctx, Section, PEERS};
+
+/// Command-line settings.
+struct Args {
+    quick: bool,
+    runs: Option<usize>,
+    only: Option<Vec<u8>>,
+    podvisor: PathBuf,
+    out: Option<PathBuf>,
+    notes: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        quick: false,
+        runs: None,
+        only: None,
+        podvisor: PathBuf::new(),
+        out: None,
+        notes: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--runs" => {
+                let v = value()?;
+                args.runs = Some(v.parse().map_err(|_| format!("--runs {v}: not a number"))?);
+            }
+            "--only" => {
+                let v = value()?;
+                let rows = v
+                    .split(',')
+                    .map(|r| r.trim().parse::<u8>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| format!("--only {v}: not a list of row numbers"))?;
+                args.only = Some(rows);
+            }
+            "--podvisor" => args.podvisor = value()?.into(),
+            "--out" => args.out = Some(value()?.into()),
+            "--notes" => args.notes = Some(value()?.into()),
+            _ => return Err(format!("unknown argument {a}")),
+        }
+    }
+    if args.podvisor.as_os_str().is_empty() {
+        return Err("--podvisor PATH is required".into());
+    }
+    Ok(args)
+}
+
+fn absolute(p: &std::path::Path) -> Result<String, String> {
+    std::fs::canonicalize(p)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn context(args: &Args) -> Result<Ctx, String> {
+    let runner = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let stamp = runner.with_file_name("stamp");
+    let mut peers = BTreeMap::new();
+    for p in PEERS {
+        match ctx::which(p) {
+            Some(path) => {
+                peers.insert(p, path);
+            }
+            None => eprintln!("bench: {p} is not installed; its lines are left out"),
+        }
+    }
+    let tmp = std::env::temp_dir().join(format!("podvisor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    Ok(Ctx {
+        quick: args.quick,
+        runs: args.runs.unwrap_or(if args.quick { 3 } else { 20 }),
+        podvisor: absolute(&args.podvisor)?,
+        stamp: absolute(&stamp)?,
+        runner: absolute(&runner)?,
+        peers,
+        sh: ctx::which("sh").ok_or("no sh on PATH")?,
+        sleep: ctx::which("sleep").ok_or("no sleep on PATH")?,
+        strace: ctx::which("strace"),
+        null: proc::null().map_err(|e| format!("/dev/null: {e}"))?,
+        rng: stats::Rng::new(proc::now_ns()),
+        tmp,
+    })
+}
+
+/// The output of a command, trimmed, or `?`.
+fn output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn first_line_with(path: &str, prefix: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let versions: Vec<String> = ["tini", "dumb-init", "catatonit", "wait-for-it"]
+        .iter()
+        .map(|p| format!("{p} {}", output("dpkg-query", &["-W", "-f=${Version}", p])))
+        .collect();
+    let mode = if ctx.quick {
+        format!(
+            "quick (CI: {} runs per row, only proves the benchmark works)",
+            ctx.runs
+        )
+    } else {
+        format!("full, {} runs per tool and row (100 for row 1)", ctx.runs)
+    };
+    format!(
+        "# Benchmarks\n\n\
+         Written by `bench/run` (see the README's benchmarks section); rerun it to refresh this page.\n\n\
+         - Date: {started}, {elapsed:.0} s in all\n\
+         - Mode: {mode}\n\
+         - Machine: {} × {cores} cores, {} RAM, Linux {}\n\
+         - Load average at start {load_start}, at the end {}\n\
+         - podvisor: {} (`cargo build --release --target x86_64-unknown-linux-musl`)\n\
+         - Peers (Debian packages): {}\n",
+        first_line_with("/proc/cpuinfo", "model name"),
+        first_line_with("/proc/meminfo", "MemTotal"),
+        output("uname", &["-r"]),
+        loadavg(),
+        output("git", &["describe", "--always", "--dirty"]),
+        versions.join(", "),
+    )
+}
+
+type Row = fn(&mut Ctx) -> Result<Vec<Section>, String>;
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("sigwait") {
+        return ExitCode::from(signal::child() as u8);
+    }
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut ctx = match context(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let load_start = loadavg();
+    let t0 = proc::now_ns();
+    let rows: [(u8, &str, Row); 9] = [
+        (1, "overhead and peak RSS", overhead::run),
+        (2, "TCP readiness", ready::tcp),
+        (3, "file readiness", ready::file),
+        (4, "signal forwarding", signal::run),
+        (5, "idle while supervising", idle::supervising),
+        (5, "waiting on a closed port", idle::closed_port),
+        (6, "50 targets", ready::scale),
+        (7, "sidecar stop", sidecar::run),
+        (8, "binary size", size::run),
+    ];
+    let mut sections = Vec::new();
+    let mut failed = false;
+    for (n, name, row) in rows {
+        if args.only.as_ref().is_some_and(|o| !o.contains(&n)) {
+            continue;
+        }
+        let t = proc::now_ns();
+        eprintln!("bench: row {n}, {name} ...");
+        match row(&mut ctx) {
+            Ok(s) => sections.extend(s),
+            Err(e) => {
+                eprintln!("bench: row {n} ({name}) failed: {e}");
+                failed = true;
+            }
+        }
+        eprintln!(
+            "bench: row {n} took {:.1} s",
+            (proc::now_ns() - t) as f64 / 1e9
+        );
+    }
+    let elapsed = (proc::now_ns() - t0) as f64 / 1e9;
+    // A run that could not measure something does not work; a missed budget is only reported.
+    for s in &sections {
+        for l in &s.lines {
+            if !l.errors.is_empty() || l.values.is_empty() {
+                eprintln!(
+                    "bench: {} / {}: {} failed runs",
+                    s.key,
+                    l.tool,
+                    l.errors.len()
+                );
+                failed = true;
+            }
+        }
+    }
+    let verdicts = report::verdicts(&sections);
+    println!("{}", report::budget_table(&verdicts));
+    let notes = args
+        .notes
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .unwrap_or_default();
+    let doc = report::document(
+        &header(&ctx, &started, &load_start, elapsed),
+        &verdicts,
+        &sections,
+        &notes,
+    );
+    if let Some(out) = &args.out {
+        match std::fs::write(out, doc) {
+            Ok(()) => eprintln!("bench: wrote {}", out.display()),
+            Err(e) => {
+                eprintln!("bench: {}: {e}", out.display());
+                failed = true;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&ctx.tmp);
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,257 @@
+//! The budgets of issue 6 checked against a run, and docs/benchmarks.md.
+
+use std::fmt::Write;
+
+use crate::ctx::Section;
+use crate::stats::{Line, Unit};
+
+/// One budget and how this run fared.
+pub struct Verdict {
+    /// What is measured.
+    pub row: String,
+    /// The budget, in words.
+    pub budget: String,
+    /// The figures it was judged on.
+    pub measured: String,
+    /// `None` when a figure is missing (row not run, or failed).
+    pub pass: Option<bool>,
+}
+
+fn line<'a>(sections: &'a [Section], key: &str, tool: &str) -> Option<(&'a Section, &'a Line)> {
+    let s = sections.iter().find(|s| s.key == key)?;
+    Some((s, s.line(tool)?))
+}
+
+/// A budget on one statistic of one line: `stat <= limit`.
+fn limit(
+    sections: &[Section],
+    row: &str,
+    (key, tool): (&str, &str),
+    stat: Stat,
+    max: f64,
+    budget: &str,
+) -> Verdict {
+    let got = line(sections, key, tool).and_then(|(s, l)| Some((s.unit, stat.of(l)?)));
+    Verdict {
+        row: row.into(),
+        budget: budget.into(),
+        measured: got.map_or("not measured".into(), |(u, v)| {
+            format!("{} {}", stat.name(), u.show(v))
+        }),
+        pass: got.map(|(_, v)| v <= max),
+    }
+}
+
+/// A budget relative to a peer in the same run: podvisor's median <= the peer's.
+fn versus(sections: &[Section], row: &str, key: &str, ours: &str, peer: &str) -> Verdict {
+    let a = line(sections, key, ours).and_then(|(s, l)| Some((s.unit, l.median()?)));
+    let b = line(sections, key, peer).and_then(|(_, l)| l.median());
+    Verdict {
+        row: row.into(),
+        budget: format!("median <= {peer}'s, same run"),
+        measured: match (a, b) {
+            (Some((u, a)), Some(b)) => format!("{} vs {peer} {}", u.show(a), u.show(b)),
+            _ => "not measured".into(),
+        },
+        pass: a.zip(b).map(|((_, a), b)| a <= b),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stat {
+    Median,
+    P90,
+}
+
+impl Stat {
+    fn of(self, l: &Line) -> Option<f64> {
+        match self {
+            Stat::Median => l.median(),
+            Stat::P90 => l.p90(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stat::Median => "median",
+            Stat::P90 => "p90",
+        }
+    }
+}
+
+/// Every budget of issue 6.
+pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
+    let mut v = vec![
+        versus(
+            s,
+            "overhead `podvisor -- /bin/true`",
+            "overhead",
+            "podvisor",
+            "tini-static",
+        ),
+        limit(
+            s,
+            "wrapper peak RSS",
+            ("rss", "podvisor"),
+            Stat::Median,
+            1536.0,
+            "<= 1.5 MiB",
+        ),
+        limit(
+            s,
+            "TCP readiness, defaults",
+            ("tcp", "podvisor (defaults)"),
+            Stat::P90,
+            100.0,
+            "p90 <= 100 ms",
+        ),
+        limit(
+            s,
+            "TCP readiness, `--interval 10ms`",
+            ("tcp", "podvisor --interval 10ms"),
+            Stat::P90,
+            10.0,
+            "p90 <= 10 ms",
+        ),
+        limit(
+            s,
+            "file readiness",
+            ("file", "podvisor --wait-file"),
+            Stat::P90,
+            1.5,
+            "p90 <= 1.5 ms",
+        ),
+        versus(s, "signal forwarding", "signal", "podvisor", "tini"),
+        limit(
+            s,
+            "idle while supervising",
+            ("idle-wakeups", "podvisor"),
+            Stat::Median,
+            0.0,
+            "0 wake-ups per second",
+        ),
+        limit(
+            s,
+            "waiting on a closed port, defaults",
+            ("closed-cpu", "podvisor"),
+            Stat::Median,
+            10.0,
+            "CPU <= 10 ms per 5 s",
+        ),
+        limit(
+            s,
+            "50 targets, defaults",
+            ("scale", "podvisor, 50 --wait-tcp"),
+            Stat::P90,
+            100.0,
+            "p90 <= 100 ms after the last opens",
+        ),
+    ];
+    for tool in [
+        "podvisor --until-marker -- sleep",
+        "podvisor --until-marker (no command)",
+    ] {
+        let mut verdict = limit(
+            s,
+            "sidecar stop",
+            ("sidecar", tool),
+            Stat::P90,
+            15.0,
+            "p90 <= 15 ms",
+        );
+        verdict.row = format!("sidecar stop (`{}`)", tool.trim_start_matches("podvisor "));
+        v.push(verdict);
+    }
+    v.push(limit(
+        s,
+        "static binary",
+        ("size", "podvisor (static, musl, stripped)"),
+        Stat::Median,
+        2048.0,
+        "<= 2 MiB stripped",
+    ));
+    v
+}
+
+fn show(unit: Unit, v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| unit.show(v))
+}
+
+/// One section as a Markdown table.
+fn table(out: &mut String, s: &Section) {
+    let _ = writeln!(out, "### {}\n\n{}\n", s.title, s.how);
+    if s.busy > 0.0 {
+        let _ = writeln!(
+            out,
+            "Machine CPU busy while this ran (all processes, all cores): {:.0}%.\n",
+            s.busy * 100.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| tool | median | p90 | min | max | median ÷ podvisor's | runs |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let reference = s.lines.first().and_then(Line::median);
+    for l in &s.lines {
+        let ratio = match (l.median(), reference) {
+            (Some(m), Some(r)) if r > 0.0 => format!("{:.2}×", m / r),
+            _ => "—".into(),
+        };
+        let runs = if l.errors.is_empty() {
+            l.values.len().to_string()
+        } else {
+            format!("{} ({} failed)", l.values.len(), l.errors.len())
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            l.tool,
+            show(s.unit, l.median()),
+            show(s.unit, l.p90()),
+            show(s.unit, l.min()),
+            show(s.unit, l.max()),
+            ratio,
+            runs
+        );
+    }
+    for l in &s.lines {
+        for e in l.errors.iter().take(3) {
+            let _ = writeln!(out, "\n- {} failed: {}", l.tool, e.replace('\n', " "));
+        }
+    }
+    out.push('\n');
+}
+
+/// The budget table alone (also printed on stdout).
+pub fn budget_table(verdicts: &[Verdict]) -> String {
+    let mut out = String::from("| row | budget | measured | result |\n|---|---|---|---|\n");
+    for v in verdicts {
+        let result = match v.pass {
+            Some(true) => "pass",
+            Some(false) => "**FAIL**",
+            None => "—",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            v.row, v.budget, v.measured, result
+        );
+    }
+    out
+}
+
+/// The whole document.
+pub fn document(header: &str, verdicts: &[Verdict], sections: &[Section], notes: &str) -> String {
+    let mut out = String::new();
+    out.push_str(header);
+    out.push_str("\n## Budgets\n\n");
+    out.push_str(&budget_table(verdicts));
+    out.push('\n');
+    out.push_str(notes);
+    out.push_str("\n## Results\n\n");
+    for s in sections {
+        table(&mut out, s);
+    }
+    out
+}

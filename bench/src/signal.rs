@@ -1,0 +1,102 @@
+//! Row 4: SIGTERM sent to the wrapper, to the moment the child's sigwait returns.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::ctx::{alternate, CpuMeter, Ctx, Section};
+use crate::proc::{self, Io};
+use crate::stats::Unit;
+
+/// The child of this row (`podvisor-bench sigwait`): blocks SIGTERM, writes `r` to stdout, waits
+/// for SIGTERM with sigwait, then writes CLOCK_MONOTONIC (8 bytes) and exits 0.
+pub fn child() -> i32 {
+    // SAFETY: plain sigset manipulation and sigwait on this thread's own mask.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut out = std::io::stdout().lock();
+        if out.write_all(b"r").and_then(|()| out.flush()).is_err() {
+            return 1;
+        }
+        let mut got = 0;
+        if libc::sigwait(&set, &mut got) != 0 {
+            return 1;
+        }
+        let at = proc::now_ns();
+        if out
+            .write_all(&at.to_ne_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return 1;
+        }
+    }
+    0
+}
+
+pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
+    let meter = CpuMeter::start();
+    let mut variants: Vec<(String, Vec<String>)> = vec![
+        ("podvisor".into(), vec![ctx.podvisor.clone(), "--".into()]),
+        ("direct kill (no wrapper)".into(), vec![]),
+    ];
+    for peer in ["tini", "tini-static", "dumb-init", "catatonit"] {
+        if let Some(p) = ctx.peer(peer) {
+            variants.push((peer.into(), vec![p.to_owned(), "--".into()]));
+        }
+    }
+    let runs = ctx.runs;
+    let lines = {
+        let ctx = &*ctx;
+        alternate(runs, &variants, |prefix| {
+            let mut argv = prefix.clone();
+            argv.push(ctx.runner.clone());
+            argv.push("sigwait".into());
+            let (mut r, w) = proc::pipe().map_err(|e| e.to_string())?;
+            let io = Io {
+                stdin: &ctx.null,
+                stdout: &w,
+                stderr: &ctx.null,
+                fd3: None,
+            };
+            let pid = proc::spawn(&argv, &io).map_err(|e| e.to_string())?;
+            drop(w);
+            let mut ready = [0u8; 1];
+            if let Err(e) = proc::read_within(&mut r, &mut ready, Duration::from_secs(10)) {
+                proc::abandon(pid);
+                return Err(format!("{}: child not ready: {e}", argv[0]));
+            }
+            // Let the wrapper settle into its wait after spawning.
+            std::thread::sleep(Duration::from_millis(10));
+            let t0 = proc::now_ns();
+            proc::kill(pid, libc::SIGTERM).map_err(|e| e.to_string())?;
+            let stamp = match proc::read_stamp(&mut r, Duration::from_secs(10)) {
+                Ok(s) => s,
+                Err(e) => {
+                    proc::abandon(pid);
+                    return Err(format!("{}: no stamp after SIGTERM: {e}", argv[0]));
+                }
+            };
+            let exit = proc::wait(pid).map_err(|e| e.to_string())?;
+            if exit.code() != 0 {
+                return Err(format!("{} exited with {}", argv[0], exit.code()));
+            }
+            Ok(stamp.saturating_sub(t0) as f64 / 1e6)
+        })
+    };
+    Ok(vec![Section {
+        key: "signal",
+        title: "4. Signal forwarding: kill(wrapper, SIGTERM) to the child's sigwait".into(),
+        how: format!(
+            "The child blocks SIGTERM, says it is ready, and stamps CLOCK_MONOTONIC when sigwait \
+             returns; 10 ms after the ready byte the runner takes the time and sends SIGTERM to \
+             the wrapper's pid. `direct kill` sends it to the child itself (the floor). {runs} runs \
+             per tool, alternating."
+        ),
+        unit: Unit::Ms,
+        lines,
+        busy: meter.busy(),
+    }])
+}

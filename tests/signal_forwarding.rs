@@ -1,0 +1,223 @@
+//! Forwarded signals reach the child exactly once, whether sent to podvisor or to its whole
+//! process group; CHLD, URG and job-control stops are not forwarded; --rewrite-signal.
+
+mod support;
+
+use std::time::Duration;
+
+use nix::libc;
+use podvisor::signals::name;
+use support::sigs::{podvisor, podvisor_sigecho, sigecho, Supervised};
+
+/// Ends sigecho: a real-time signal, read after every pending standard one.
+fn sentinel() -> i32 {
+    libc::SIGRTMIN() + 10
+}
+
+fn exit_on_sentinel() -> String {
+    format!("{}:0", name(sentinel()))
+}
+
+/// Every signal the issue says is forwarded, real-time ones included.
+fn forwarded() -> Vec<i32> {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    vec![
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+        libc::SIGCONT,
+        libc::SIGALRM,
+        min,
+        min + 1,
+        min + 5,
+        max - 1,
+        max,
+    ]
+}
+
+/// Sends each forwarded signal, one at a time, and checks it arrived once and alone.
+fn each_arrives_once(to_group: bool) {
+    let cmd = podvisor_sigecho(
+        &["--grace-period", "60s"],
+        &["--exit-on", &exit_on_sentinel()],
+    );
+    let mut s = Supervised::start(cmd, true);
+    let echo = s.expect_echo("");
+    s.expect("ready");
+    assert_eq!(echo.ppid, s.pid(), "{}", s.explain());
+    assert_eq!(
+        echo.pgid,
+        echo.pid,
+        "child leads its own group\n{}",
+        s.explain()
+    );
+    for &sig in &forwarded() {
+        if to_group {
+            s.signal_group(sig);
+        } else {
+            s.signal(sig);
+        }
+        s.expect(&name(sig));
+    }
+    s.signal(sentinel());
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(0)
+        .assert_stderr_has(&format!("child started (pid {})", echo.pid))
+        .assert_stderr_has("forwarding SIGUSR1 to the child")
+        .assert_stderr_has("forwarding SIGRTMAX to the child")
+        .assert_stderr_has("child ended (exited with 0)");
+    for &sig in &forwarded() {
+        assert_eq!(
+            f.count(&name(sig)),
+            1,
+            "{} count\n{}",
+            name(sig),
+            f.explain()
+        );
+    }
+}
+
+#[test]
+fn each_forwarded_signal_arrives_exactly_once() {
+    each_arrives_once(false);
+}
+
+#[test]
+fn signals_sent_to_podvisors_whole_group_arrive_exactly_once() {
+    each_arrives_once(true);
+}
+
+#[test]
+fn real_time_signals_keep_their_count() {
+    let cmd = podvisor_sigecho(&[], &["--exit-on", &exit_on_sentinel()]);
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    let rt = libc::SIGRTMIN() + 2;
+    for _ in 0..5 {
+        s.signal(rt);
+    }
+    s.signal(sentinel());
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(0);
+    assert_eq!(f.count(&name(rt)), 5, "{}", f.explain());
+}
+
+#[test]
+fn urg_and_chld_are_not_forwarded() {
+    let cmd = podvisor_sigecho(&[], &["--exit-on", &exit_on_sentinel()]);
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    s.signal(libc::SIGURG);
+    s.signal(libc::SIGCHLD);
+    s.signal(libc::SIGUSR1);
+    s.expect("SIGUSR1");
+    s.signal(libc::SIGURG);
+    s.signal(libc::SIGCHLD);
+    // Read after the standard signals above: had they been forwarded, they would show first.
+    s.signal(sentinel());
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(0);
+    assert_eq!(f.count("SIGURG"), 0, "{}", f.explain());
+    assert_eq!(f.count("SIGCHLD"), 0, "{}", f.explain());
+}
+
+#[test]
+fn job_control_signals_do_not_stop_podvisor() {
+    let cmd = podvisor_sigecho(&[], &["--exit-on", &exit_on_sentinel()]);
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        s.signal(sig);
+    }
+    // A stopped podvisor would not forward this one.
+    s.signal(libc::SIGUSR2);
+    s.expect("SIGUSR2");
+    let (state, _, _) = support::sigs::proc_stat(s.pid()).expect("podvisor's stat");
+    assert_ne!(state, 'T', "podvisor stopped\n{}", s.explain());
+    s.signal(sentinel());
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(0);
+    for stop in ["SIGTSTP", "SIGTTIN", "SIGTTOU"] {
+        assert_eq!(f.count(stop), 0, "{stop} forwarded\n{}", f.explain());
+    }
+}
+
+#[test]
+fn rewrite_signal_by_name_and_number() {
+    let rt = libc::SIGRTMIN() + 1;
+    let cmd = podvisor_sigecho(
+        &[
+            "--grace-period",
+            "60s",
+            "--rewrite-signal",
+            "TERM:QUIT",
+            "--rewrite-signal",
+            "10:12",
+            "--rewrite-signal",
+            &format!("{}:SIGHUP", name(rt)),
+        ],
+        &["--exit-on", &exit_on_sentinel()],
+    );
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    s.signal(libc::SIGTERM);
+    s.expect("SIGQUIT");
+    s.signal(libc::SIGUSR1);
+    s.expect("SIGUSR2");
+    s.signal(rt);
+    s.expect("SIGHUP");
+    s.signal(libc::SIGINT);
+    s.expect("SIGINT");
+    s.signal(sentinel());
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(0)
+        .assert_stderr_has("forwarding SIGTERM to the child as SIGQUIT")
+        .assert_stderr_has("forwarding SIGUSR1 to the child as SIGUSR2");
+    for never in ["SIGTERM", "SIGUSR1", &name(rt)] {
+        assert_eq!(f.count(never), 0, "{never} not rewritten\n{}", f.explain());
+    }
+}
+
+#[test]
+fn rewrite_signal_from_the_environment() {
+    let mut cmd = podvisor_sigecho(&["--grace-period", "60s"], &["--exit-on", "SIGQUIT:0"]);
+    cmd.env("PODVISOR_REWRITE_SIGNAL", "USR1:USR2,TERM:QUIT");
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    s.signal(libc::SIGUSR1);
+    s.expect("SIGUSR2");
+    s.signal(libc::SIGTERM);
+    s.finish(Duration::from_secs(15)).assert_code(0);
+}
+
+#[test]
+fn no_such_process_when_forwarding_is_a_debug_line() {
+    // The child leaves its own group, so forwarding to that group finds nobody.
+    let mut cmd = podvisor(&["--log-level", "debug", "--"]);
+    cmd.arg(sigecho()).args(["--leave-group", "--exit-on-eof"]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    s.signal(libc::SIGUSR1);
+    s.expect_stderr("No such process");
+    drop(s.child.stdin.take());
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(0);
+    let loud: Vec<&str> = f
+        .stderr
+        .lines()
+        .filter(|l| l.contains("error") || l.contains("warning"))
+        .collect();
+    assert!(loud.is_empty(), "{loud:?}\n{}", f.explain());
+    assert!(
+        f.stderr
+            .lines()
+            .any(|l| l.starts_with("podvisor: debug:") && l.contains("No such process")),
+        "{}",
+        f.explain()
+    );
+}

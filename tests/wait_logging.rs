@@ -1,0 +1,159 @@
+//! podvisor's own lines on stderr during the wait phase: the start line, the ready lines, the
+//! periodic "still waiting" line, --log-format json, --quiet and --log-level.
+
+mod support;
+
+use std::time::Duration;
+
+use support::wait::{create_file_after, free_port, Server, V4};
+use support::{TempDir, TestCommand};
+
+#[test]
+fn start_line_names_every_target_and_the_deadline_then_one_ready_line_each() {
+    let dir = TempDir::new("log-lines");
+    let f = dir.path().join("late");
+    create_file_after(&f, Duration::from_millis(600));
+    let server = Server::tcp(V4);
+    let tcp = format!("tcp://{}", server.host_port());
+    let file = format!("file://{}", f.display());
+    let run = TestCommand::new()
+        .args(["--timeout", "20s", "--wait-tcp", &server.host_port()])
+        .args(["--wait-file", f.to_str().unwrap(), "--", "true"])
+        .run();
+    run.assert_code(0);
+    let stderr = run.stderr();
+    let first = stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!("podvisor: waiting for {tcp}, {file} (timeout 20s)"),
+        "{}",
+        run.explain()
+    );
+    for target in [&tcp, &file] {
+        let ready: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with(&format!("podvisor: {target} is ready after ")))
+            .collect();
+        assert_eq!(ready.len(), 1, "{}", run.explain());
+    }
+    // The late file's line tells the time it took.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&format!("{file} is ready after ")))
+        .unwrap_or_default();
+    let ms: u64 = line
+        .split("ready after ")
+        .nth(1)
+        .and_then(|r| r.split("ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {line:?}"));
+    // The file was scheduled just before podvisor started, so a little less than 600 ms.
+    assert!((450..5000).contains(&ms), "{}", run.explain());
+}
+
+#[test]
+fn a_pending_target_is_reported_about_every_5_seconds() {
+    let dir = TempDir::new("log-still");
+    let f = dir.path().join("late");
+    create_file_after(&f, Duration::from_millis(6500));
+    let file = format!("file://{}", f.display());
+    let run = TestCommand::new()
+        .args([
+            "--timeout",
+            "30s",
+            "--wait-file",
+            f.to_str().unwrap(),
+            "--",
+            "true",
+        ])
+        .run();
+    run.assert_code(0);
+    let stderr = run.stderr();
+    let still: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(&format!("still waiting for {file}: ")))
+        .collect();
+    assert_eq!(still.len(), 1, "one line after ~5 s\n{}", run.explain());
+    assert!(
+        still[0].contains(" attempts in ")
+            && still[0].contains("last error: ")
+            && still[0].contains("does not exist"),
+        "attempts, elapsed and the last error\n{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn json_format_is_one_object_per_line() {
+    let target = format!("127.0.0.1:{}", free_port(V4));
+    let run = TestCommand::new()
+        .args(["--log-format", "json", "--no-strict", "--timeout", "300ms"])
+        .args(["--wait-tcp", &target, "--wait-cmd", "true", "--", "true"])
+        .run();
+    run.assert_code(0);
+    let mut levels = Vec::new();
+    for line in run.stderr().lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("line {line:?} is not JSON ({e})\n{}", run.explain()));
+        assert!(v.is_object(), "{}", run.explain());
+        assert!(
+            v["message"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        levels.push(v["level"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(levels.iter().any(|l| l == "INFO"), "{}", run.explain());
+    assert!(levels.iter().any(|l| l == "WARN"), "{}", run.explain());
+    assert!(run.stderr().contains("waiting for"), "{}", run.explain());
+}
+
+#[test]
+fn quiet_shows_errors_only() {
+    let open = Server::tcp(V4);
+    let run = TestCommand::new()
+        .args(["-q", "--wait-tcp", &open.host_port(), "--", "true"])
+        .run();
+    run.assert_code(0);
+    assert!(run.stderr().is_empty(), "{}", run.explain());
+
+    let target = format!("127.0.0.1:{}", free_port(V4));
+    let run = TestCommand::new()
+        .args(["--quiet", "--timeout", "300ms", "--wait-tcp", &target])
+        .run();
+    run.assert_code(124);
+    let stderr = run.stderr();
+    assert!(
+        !stderr.is_empty() && stderr.lines().all(|l| l.starts_with("podvisor: error: ")),
+        "{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn log_level_warn_hides_progress_but_not_warnings() {
+    let target = format!("127.0.0.1:{}", free_port(V4));
+    let run = TestCommand::new()
+        .args(["--log-level", "warn", "--no-strict", "--timeout", "300ms"])
+        .args(["--wait-tcp", &target, "--", "true"])
+        .run();
+    run.assert_code(0)
+        .assert_stderr_has(&format!("warning: tcp://{target} not ready"));
+    assert!(!run.stderr().contains("waiting for"), "{}", run.explain());
+}
+
+#[test]
+fn log_level_debug_shows_failed_attempts() {
+    let target = format!("127.0.0.1:{}", free_port(V4));
+    TestCommand::new()
+        .args([
+            "--log-level",
+            "debug",
+            "--retries",
+            "1",
+            "--wait-tcp",
+            &target,
+        ])
+        .run()
+        .assert_code(124)
+        .assert_stderr_has(&format!("debug: tcp://{target}: attempt 1 failed"));
+}

@@ -1,0 +1,249 @@
+//! Network targets: IPv6, name resolution (every address tried, names re-resolved at every
+//! attempt), HTTP statuses, the request podvisor sends.
+//!
+//! Tests that need their own /etc/hosts run podvisor in a private mount namespace
+//! (`unshare --mount`) with a file bind-mounted over /etc/hosts; needs root.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::wait::{after, free_port, Reply, Server, V4, V6};
+use support::{podvisor_bin, Run, TempDir, TestCommand};
+
+#[test]
+fn ipv6_tcp() {
+    let server = Server::tcp(V6);
+    let target = format!("[::1]:{}", server.port());
+    TestCommand::new()
+        .args(["--timeout", "10s", "--wait-tcp", &target, "--", "true"])
+        .run()
+        .assert_code(0)
+        .assert_stderr_has(&format!("tcp://{target} is ready"));
+}
+
+#[test]
+fn ipv6_tcp_ready_later() {
+    let server = Server::tcp_after(V6, Duration::from_millis(500));
+    let target = format!("[::1]:{}", server.port());
+    let run = TestCommand::new()
+        .args(["--timeout", "10s", "--wait-tcp", &target, "--", "true"])
+        .run();
+    run.assert_code(0);
+    server.ready_at.get();
+    assert!(
+        run.elapsed >= Duration::from_millis(500),
+        "{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn ipv6_http() {
+    let server = Server::http(V6, vec![], Reply::Status(200));
+    let url = format!("http://[::1]:{}/ready", server.port());
+    TestCommand::new()
+        .args(["--timeout", "10s", "--wait-http", &url, "--", "true"])
+        .run()
+        .assert_code(0);
+    let seen = server.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen[0].host.as_deref(),
+        Some(format!("[::1]:{}", server.port()).as_str())
+    );
+}
+
+#[test]
+fn localhost_is_resolved() {
+    let server = Server::tcp(V4);
+    TestCommand::new()
+        .args(["--timeout", "10s"])
+        .args(["--wait-tcp", &format!("localhost:{}", server.port())])
+        .args(["--", "true"])
+        .run()
+        .assert_code(0)
+        .assert_stderr_has(&format!("tcp://localhost:{} is ready", server.port()));
+}
+
+#[test]
+fn unresolvable_names_are_retried_with_the_resolver_error() {
+    TestCommand::new()
+        .args(["--timeout", "600ms"])
+        .args(["--wait-tcp", "no-such-host.invalid:80"])
+        .run()
+        .assert_code(124)
+        .assert_stderr_has("cannot resolve no-such-host.invalid");
+}
+
+/// Runs podvisor with `hosts` bind-mounted over /etc/hosts in a private mount namespace.
+fn with_hosts(hosts: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c"])
+        .arg(r#"h=$1; shift; mount --bind "$h" /etc/hosts && exec "$@""#)
+        .arg("sh")
+        .arg(hosts)
+        .arg(podvisor_bin())
+        .args(args);
+    let shown = format!(
+        "unshare --mount (hosts {}) podvisor {}",
+        hosts.display(),
+        args.join(" ")
+    );
+    let start = Instant::now();
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    Run {
+        shown,
+        output,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// A hosts file where `localhost` has both loopback addresses.
+fn dual_stack_hosts(dir: &TempDir) -> std::path::PathBuf {
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").unwrap();
+    hosts
+}
+
+#[test]
+fn every_address_of_a_name_is_tried() {
+    let dir = TempDir::new("hosts-both");
+    let hosts = dual_stack_hosts(&dir);
+    // Nothing listens: the error names both addresses, so both were tried.
+    let port = free_port(V6);
+    let run = with_hosts(
+        &hosts,
+        &["--retries", "0", "--wait-tcp", &format!("localhost:{port}")],
+    );
+    run.assert_code(124)
+        .assert_stderr_has(&format!("127.0.0.1:{port}"))
+        .assert_stderr_has(&format!("[::1]:{port}"));
+}
+
+#[test]
+fn localhost_works_when_only_ipv6_listens() {
+    let dir = TempDir::new("hosts-v6");
+    let hosts = dual_stack_hosts(&dir);
+    let server = Server::tcp(V6);
+    with_hosts(
+        &hosts,
+        &[
+            "--retries",
+            "0",
+            "--wait-tcp",
+            &format!("localhost:{}", server.port()),
+        ],
+    )
+    .assert_code(0);
+}
+
+#[test]
+fn localhost_works_when_only_ipv4_listens() {
+    let dir = TempDir::new("hosts-v4");
+    let hosts = dual_stack_hosts(&dir);
+    let server = Server::tcp(V4);
+    with_hosts(
+        &hosts,
+        &[
+            "--retries",
+            "0",
+            "--wait-tcp",
+            &format!("localhost:{}", server.port()),
+        ],
+    )
+    .assert_code(0);
+}
+
+#[test]
+fn names_are_resolved_again_at_every_attempt() {
+    // The sidecar's name only appears in /etc/hosts later (rewritten in place, so the bind
+    // mount sees it).
+    let dir = TempDir::new("hosts-late");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let server = Server::tcp(V4);
+    let h = hosts.clone();
+    let named_at = after(Duration::from_millis(800), move || {
+        std::fs::write(&h, "127.0.0.1 localhost\n127.0.0.1 late-sidecar\n").unwrap();
+    });
+    let run = with_hosts(
+        &hosts,
+        &[
+            "--timeout",
+            "10s",
+            "--wait-tcp",
+            &format!("late-sidecar:{}", server.port()),
+            "--",
+            "true",
+        ],
+    );
+    run.assert_code(0);
+    named_at.get();
+    assert!(
+        run.elapsed >= Duration::from_millis(800),
+        "{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn http_503_then_200() {
+    let server = Server::http(
+        V4,
+        vec![Reply::Status(503), Reply::Status(503), Reply::Status(503)],
+        Reply::Status(200),
+    );
+    let url = server.url("/");
+    let run = TestCommand::new()
+        .args([
+            "--timeout",
+            "10s",
+            "--interval",
+            "50ms",
+            "--wait-http",
+            &url,
+        ])
+        .args(["--", "true"])
+        .run();
+    run.assert_code(0)
+        .assert_stderr_has(&format!("{url} is ready after"))
+        .assert_stderr_has("(4 attempts)");
+    assert_eq!(
+        server.requests.lock().unwrap().len(),
+        4,
+        "{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn http_non_2xx_is_not_ready_and_named() {
+    let server = Server::http(V4, vec![], Reply::Status(404));
+    TestCommand::new()
+        .args(["--timeout", "500ms", "--wait-http", &server.url("/missing")])
+        .args(["--", "echo", "SHOULD-NOT-RUN"])
+        .run()
+        .assert_code(124)
+        .assert_stderr_has("HTTP 404");
+}
+
+#[test]
+fn http_sends_the_path_query_and_host_header() {
+    let server = Server::http(V4, vec![], Reply::Status(204));
+    let url = format!("http://localhost:{}/health/ready?verbose=1", server.port());
+    TestCommand::new()
+        .args(["--timeout", "10s", "--wait-http", &url, "--", "true"])
+        .run()
+        .assert_code(0);
+    let seen = server.requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].request_line, "GET /health/ready?verbose=1 HTTP/1.1");
+    assert_eq!(
+        seen[0].host.as_deref(),
+        Some(format!("localhost:{}", server.port()).as_str())
+    );
+}
