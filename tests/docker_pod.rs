@@ -60,7 +60,27 @@ fn nginx_sidecar_and_curl_step_both_exit_cleanly() {
         docker::logs(&init)
     );
 
-    // The command container starts first, as in a pod where the sidecar is slow to start.
+    // A startupProbe-like check from the empty image, for a name from the pod's /etc/hosts;
+    // its marker (no command: status exited, code 0) tells the step that it has passed, so
+    // that nginx cannot stop before the probe has seen it.
+    let probe_marker = "/workspace/podvisor/probe.json";
+    cleanup.start(
+        &probe,
+        &[
+            "--network",
+            &net,
+            "-v",
+            &ws,
+            &image,
+            "--wait-tcp",
+            "sidecar.test:80",
+            "--timeout",
+            "60s",
+            "--marker",
+            probe_marker,
+        ],
+    );
+    // The command container starts before the sidecar, as in a pod where nginx is slow.
     cleanup.start(
         &step,
         &[
@@ -72,6 +92,8 @@ fn nginx_sidecar_and_curl_step_both_exit_cleanly() {
             "/workspace/bin/podvisor",
             "--wait-tcp",
             "localhost:80",
+            "--wait-file",
+            probe_marker,
             "--timeout",
             "60s",
             "--marker",
@@ -104,19 +126,6 @@ fn nginx_sidecar_and_curl_step_both_exit_cleanly() {
             "nginx",
             "-g",
             "daemon off;",
-        ],
-    );
-    // A startupProbe-like check from the empty image: a name from the pod's /etc/hosts.
-    cleanup.start(
-        &probe,
-        &[
-            "--network",
-            &net,
-            &image,
-            "--wait-tcp",
-            "sidecar.test:80",
-            "--timeout",
-            "60s",
         ],
     );
 
