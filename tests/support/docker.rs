@@ -317,7 +317,14 @@ fn sweep_once() {
     static SWEPT: OnceLock<()> = OnceLock::new();
     SWEPT.get_or_init(|| {
         let t = Duration::from_secs(60);
-        let dead = |pid: &str| !Path::new("/proc").join(pid.trim()).exists();
+        // Gone, or a zombie nobody has reaped yet (its /proc entry stays until then).
+        let dead = |pid: &str| {
+            let stat = fs::read_to_string(Path::new("/proc").join(pid.trim()).join("stat"));
+            stat.map_or(true, |s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+        };
         let list = |args: &[&str]| -> Vec<(String, String)> {
             let mut cmd = Command::new("docker");
             cmd.args(args);
@@ -351,10 +358,23 @@ fn sweep_once() {
             &["network", "rm"],
             list(&["network", "ls", "--filter", &filter, "--format", &fmt]),
         );
-        rm(
-            &["rmi", "-f"],
-            list(&["images", "--filter", &filter, "--format", &fmt]),
-        );
+        // `docker images --format` has no .Label: list by label, then read each one's value.
+        let images: Vec<(String, String)> = {
+            let mut cmd = Command::new("docker");
+            cmd.args(["images", "-q", "--filter", &filter]);
+            bounded(cmd, t)
+                .stdout
+                .lines()
+                .filter_map(|id| {
+                    let mut cmd = Command::new("docker");
+                    let fmt = format!("{{{{index .Config.Labels \"{LABEL}\"}}}}");
+                    cmd.args(["image", "inspect", "-f", &fmt, id]);
+                    let pid = bounded(cmd, t).stdout.trim().to_string();
+                    dead(&pid).then(|| (id.to_string(), pid))
+                })
+                .collect()
+        };
+        rm(&["rmi", "-f"], images);
     });
 }
 
