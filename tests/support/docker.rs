@@ -241,20 +241,20 @@ impl Cleanup {
     }
 
     /// `docker run --rm ARGS...` in a fresh labelled container, bounded; the result.
-    pub fn run(&mut self, args: &[&str]) -> Done {
+    pub fn run<S: AsRef<str>>(&mut self, args: &[S]) -> Done {
         let name = self.container("run");
         let mut all: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), name];
         all.extend(label_args());
-        all.extend(args.iter().map(|s| s.to_string()));
+        all.extend(args.iter().map(|s| s.as_ref().to_string()));
         docker(&all, Duration::from_secs(120))
     }
 
     /// `docker run -d --name NAME ARGS...` (NAME from [`Cleanup::container`]); panics with the
     /// output if it cannot start.
-    pub fn start(&mut self, name: &str, args: &[&str]) {
+    pub fn start<S: AsRef<str>>(&mut self, name: &str, args: &[S]) {
         let mut all: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
         all.extend(label_args());
-        all.extend(args.iter().map(|s| s.to_string()));
+        all.extend(args.iter().map(|s| s.as_ref().to_string()));
         docker(&all, Duration::from_secs(60)).expect_ok();
     }
 
@@ -398,37 +398,39 @@ pub fn binary_context() -> TempDir {
     ctx
 }
 
+// Every build passes --force-rm: the legacy builder otherwise keeps the container of a failed
+// RUN step (and its image) around.
+
 /// Builds docker/Dockerfile's `prebuilt` stage (the image from a binary built outside Docker)
 /// and returns its tag.
 pub fn podvisor_image(cleanup: &mut Cleanup) -> String {
-    let tag = cleanup.image("podvisor");
     let ctx = binary_context();
     let dockerfile = repo_root().join("docker").join("Dockerfile");
-    let mut args: Vec<String> = vec![
-        "build".into(),
-        "-q".into(),
-        "--target".into(),
-        "prebuilt".into(),
-    ];
-    args.extend(label_args());
-    args.extend(["-f".into(), dockerfile.display().to_string()]);
-    args.extend(["-t".into(), tag.clone()]);
-    args.push(ctx.path().display().to_string());
-    docker(&args, Duration::from_secs(300)).expect_ok();
-    tag
+    build_image(
+        cleanup,
+        "podvisor",
+        &dockerfile,
+        ctx.path(),
+        &[],
+        Some("prebuilt"),
+    )
 }
 
-/// Builds `dockerfile` with `context` and build args; returns the tag.
+/// Builds `dockerfile` (up to stage `target`) with `context` and build args; returns the tag.
 pub fn build_image(
     cleanup: &mut Cleanup,
     tag: &str,
     dockerfile: &Path,
     context: &Path,
     build_args: &[(&str, &str)],
+    target: Option<&str>,
 ) -> String {
     let tag = cleanup.image(tag);
-    let mut args: Vec<String> = vec!["build".into(), "-q".into()];
+    let mut args: Vec<String> = vec!["build".into(), "-q".into(), "--force-rm".into()];
     args.extend(label_args());
+    if let Some(target) = target {
+        args.extend(["--target".into(), target.into()]);
+    }
     for (k, v) in build_args {
         args.extend(["--build-arg".into(), format!("{k}={v}")]);
     }
