@@ -247,3 +247,25 @@ fn http_sends_the_path_query_and_host_header() {
         Some(format!("localhost:{}", server.port()).as_str())
     );
 }
+
+#[test]
+fn http_credentials_are_sent_but_never_logged() {
+    let server = Server::http(V4, vec![], Reply::Status(200));
+    let url = format!("http://Aladdin:open%20sesame@127.0.0.1:{}/", server.port());
+    let run = TestCommand::new()
+        .args(["--timeout", "10s", "--wait-http", &url, "--", "true"])
+        .run();
+    run.assert_code(0)
+        .assert_stderr_has(&format!("http://Aladdin:***@127.0.0.1:{}/", server.port()));
+    assert!(!run.stderr().contains("sesame"), "{}", run.explain());
+    let seen = server.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        "the userinfo, %-decoded, base64 (RFC 7617's example)"
+    );
+    assert_eq!(
+        seen[0].host.as_deref(),
+        Some(format!("127.0.0.1:{}", server.port()).as_str())
+    );
+}

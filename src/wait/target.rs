@@ -28,10 +28,27 @@ impl fmt::Display for Target {
             Target::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             Target::File(p) => write!(f, "file://{}", p.display()),
             Target::Unix(p) => write!(f, "unix://{}", p.display()),
-            Target::Http(u) => write!(f, "{u}"),
+            Target::Http(u) => match userinfo(u) {
+                // Never a password in a log line or the marker.
+                Some((user, Some(_), host_port)) => write!(
+                    f,
+                    "http://{user}:***@{host_port}{}",
+                    u.path_and_query().map_or("/", |p| p.as_str())
+                ),
+                _ => write!(f, "{u}"),
+            },
             Target::Cmd(c) => write!(f, "cmd://{c}"),
         }
     }
+}
+
+/// The URL's `user[:password]@` part, if any, as (user, password, host[:port]).
+pub fn userinfo(uri: &Uri) -> Option<(&str, Option<&str>, &str)> {
+    let (info, host_port) = uri.authority()?.as_str().rsplit_once('@')?;
+    Some(match info.split_once(':') {
+        Some((user, password)) => (user, Some(password), host_port),
+        None => (info, None, host_port),
+    })
 }
 
 /// Parses `host:port`, `1.2.3.4:80`, `[::1]:80`.
@@ -164,6 +181,16 @@ mod tests {
             Target::Cmd("pg_isready".into()).to_string(),
             "cmd://pg_isready"
         );
+    }
+
+    #[test]
+    fn passwords_are_never_shown() {
+        let t = |s: &str| parse_http(s).unwrap().to_string();
+        assert_eq!(
+            t("http://me:secret@db:8080/h?x"),
+            "http://me:***@db:8080/h?x"
+        );
+        assert_eq!(t("http://me@db/"), "http://me@db/");
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub struct Seen {
     pub request_line: String,
     /// The Host header, if any.
     pub host: Option<String>,
+    /// The Authorization header, if any.
+    pub authorization: Option<String>,
 }
 
 /// A TCP server on a loopback address that starts listening after a delay and answers by a
@@ -248,6 +250,8 @@ fn answer(stream: TcpStream, code: u16) -> Option<Seen> {
         } else if let Some((k, v)) = l.split_once(':') {
             if k.eq_ignore_ascii_case("host") {
                 seen.host = Some(v.trim().to_owned());
+            } else if k.eq_ignore_ascii_case("authorization") {
+                seen.authorization = Some(v.trim().to_owned());
             }
         }
         line.clear();
