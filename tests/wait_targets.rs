@@ -221,3 +221,75 @@ fn mixed_kinds_are_waited_for_concurrently() {
         run.explain()
     );
 }
+
+/// A UID of this test's own (the until tests use another), whose inotify instances get used up.
+const HOGGED_UID: &str = "65532";
+
+#[test]
+fn file_waits_poll_where_inotify_is_unavailable() {
+    let dir = TempDir::new("file-poll");
+    let f = dir.path().join("ready");
+    // Take every inotify instance the UID may have (fs.inotify.max_user_instances), then hold
+    // them until stdin closes.
+    let hog = "import ctypes, resource, sys\n\
+               resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)\n\
+               init = ctypes.CDLL(None).inotify_init1\n\
+               held = 0\n\
+               while init(0) >= 0:\n    held += 1\n\
+               print('ready', held, flush=True)\n\
+               sys.stdin.read()\n";
+    let as_uid = || {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid",
+            HOGGED_UID,
+            "--regid",
+            HOGGED_UID,
+            "--clear-groups",
+        ]);
+        c
+    };
+    let mut holder = as_uid()
+        // Debian's python3: a pyenv one under /root may not be readable by this UID.
+        .args(["/usr/bin/python3", "-c", hog])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the inotify hog");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("hog stdout")),
+        &mut line,
+    )
+    .expect("read the hog's line");
+    assert!(line.starts_with("ready"), "the hog failed: {line:?}");
+    let ready_at = create_file_after(&f, LATER);
+    let start = std::time::Instant::now();
+    let output = as_uid()
+        .arg(support::podvisor_bin())
+        .args([
+            "--log-level",
+            "debug",
+            "--interval",
+            "200ms",
+            "--timeout",
+            "20s",
+        ])
+        .arg("--wait-file")
+        .arg(&f)
+        .args(clock_command())
+        .output()
+        .expect("run podvisor as the hogged UID");
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    let run = Run {
+        shown: format!(
+            "setpriv --reuid {HOGGED_UID} podvisor --wait-file {}",
+            f.display()
+        ),
+        output,
+        elapsed: start.elapsed(),
+    };
+    run.assert_stderr_has("inotify unavailable, polling");
+    assert_started_after(&run, &format!("file://{}", f.display()), ready_at.get());
+}
