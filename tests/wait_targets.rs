@@ -8,7 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::wait::{clock_command, create_file_after, printed_ns, Reply, Server, UnixServer, V4};
+use support::wait::{
+    as_uid, clock_command, create_file_after, printed_ns, InotifyHog, Reply, Server, UnixServer, V4,
+};
 use support::{Run, TempDir, TestCommand};
 
 /// How long "ready later" targets take.
@@ -229,43 +231,10 @@ const HOGGED_UID: &str = "65532";
 fn file_waits_poll_where_inotify_is_unavailable() {
     let dir = TempDir::new("file-poll");
     let f = dir.path().join("ready");
-    // Take every inotify instance the UID may have (fs.inotify.max_user_instances), then hold
-    // them until stdin closes.
-    let hog = "import ctypes, resource, sys\n\
-               resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)\n\
-               init = ctypes.CDLL(None).inotify_init1\n\
-               held = 0\n\
-               while init(0) >= 0:\n    held += 1\n\
-               print('ready', held, flush=True)\n\
-               sys.stdin.read()\n";
-    let as_uid = || {
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid",
-            HOGGED_UID,
-            "--regid",
-            HOGGED_UID,
-            "--clear-groups",
-        ]);
-        c
-    };
-    let mut holder = as_uid()
-        // Debian's python3: a pyenv one under /root may not be readable by this UID.
-        .args(["/usr/bin/python3", "-c", hog])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the inotify hog");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().expect("hog stdout")),
-        &mut line,
-    )
-    .expect("read the hog's line");
-    assert!(line.starts_with("ready"), "the hog failed: {line:?}");
+    let hog = InotifyHog::start(HOGGED_UID);
     let ready_at = create_file_after(&f, LATER);
     let start = std::time::Instant::now();
-    let output = as_uid()
+    let output = as_uid(HOGGED_UID)
         .arg(support::podvisor_bin())
         .args([
             "--log-level",
@@ -280,8 +249,7 @@ fn file_waits_poll_where_inotify_is_unavailable() {
         .args(clock_command())
         .output()
         .expect("run podvisor as the hogged UID");
-    drop(holder.stdin.take());
-    let _ = holder.wait();
+    drop(hog);
     let run = Run {
         shown: format!(
             "setpriv --reuid {HOGGED_UID} podvisor --wait-file {}",

@@ -462,3 +462,50 @@ pub fn processes_with(prefix: &str) -> Vec<String> {
     }
     found
 }
+
+/// `setpriv` to `uid` (and the same gid), without supplementary groups.
+pub fn as_uid(uid: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid", uid, "--regid", uid, "--clear-groups"]);
+    c
+}
+
+/// Holds every inotify instance `uid` may have (fs.inotify.max_user_instances) until dropped,
+/// so that podvisor run as `uid` must poll.
+pub struct InotifyHog(std::process::Child);
+
+impl InotifyHog {
+    pub fn start(uid: &str) -> Self {
+        let script = "import ctypes, resource, sys\n\
+                      hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
+                      resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
+                      init = ctypes.CDLL(None).inotify_init1\n\
+                      held = 0\n\
+                      while init(0) >= 0:\n    held += 1\n\
+                      print('holding', held, flush=True)\n\
+                      sys.stdin.read()\n";
+        // Debian's python3: a pyenv one under /root may not be readable by this UID.
+        let mut child = as_uid(uid)
+            .args(["/usr/bin/python3", "-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the inotify hog");
+        let out = child.stdout.take().expect("hog stdout");
+        let first = BufReader::new(out).lines().next();
+        let line = first.and_then(Result::ok).unwrap_or_default();
+        assert!(
+            line.starts_with("holding"),
+            "the inotify hog failed: {line:?}"
+        );
+        Self(child)
+    }
+}
+
+impl Drop for InotifyHog {
+    fn drop(&mut self) {
+        // Closing its stdin ends it.
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
