@@ -53,6 +53,9 @@ pub fn userinfo(uri: &Uri) -> Option<(&str, Option<&str>, &str)> {
 
 /// Parses `host:port`, `1.2.3.4:80`, `[::1]:80`.
 pub fn parse_host_port(text: &str) -> Result<Target, String> {
+    if text.contains(',') {
+        return Err("one HOST:PORT per flag (comma lists are for PODVISOR_WAIT_TCP)".into());
+    }
     let (host, port) = text
         .rsplit_once(':')
         .ok_or("expected HOST:PORT, e.g. localhost:5432 or [::1]:80")?;
@@ -160,7 +163,9 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["h :80", "h/x:80", "[]:80", "h:", "h:+80x", "h:-1"] {
+        for bad in [
+            "h :80", "h/x:80", "[]:80", "h:", "h:+80x", "h:-1", "a:1,b:2",
+        ] {
             assert!(parse_host_port(bad).is_err(), "{bad:?}");
         }
     }
