@@ -261,3 +261,22 @@ fn file_waits_poll_where_inotify_is_unavailable() {
     run.assert_stderr_has("inotify unavailable, polling");
     assert_started_after(&run, &format!("file://{}", f.display()), ready_at.get());
 }
+
+#[test]
+fn a_wait_cmd_leaving_a_background_child_is_ready_at_debug_level_too() {
+    // At debug level the script's output is read from a pipe; a child it leaves in the
+    // background holds that pipe open, which must not hold up the attempt.
+    let run = TestCommand::new()
+        .args(["--log-level", "debug", "--attempt-timeout", "10s"])
+        .args([
+            "--wait-cmd",
+            "echo OUT-$((40+2)); sleep 5 & true",
+            "--",
+            "true",
+        ])
+        .run();
+    run.assert_code(0)
+        .assert_stderr_has("OUT-42")
+        .assert_stderr_has("(1 attempt)");
+    assert!(run.elapsed < Duration::from_secs(3), "{}", run.explain());
+}
