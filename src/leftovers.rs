@@ -31,15 +31,20 @@ pub async fn terminate(
         me: std::process::id() as i32,
         seen: HashSet::new(),
         started: false,
+        blind: false,
     };
     if !reaper.reap().children_left && !sweep.group_alive() {
         return;
     }
     sweep.run(libc::SIGTERM);
-    tracing::info!(
-        "terminating {} leftover process(es) with SIGTERM",
-        sweep.seen.len()
-    );
+    // Only zombies left (already exited, just not reaped yet) is nothing to report.
+    let report = !sweep.seen.is_empty() || sweep.blind;
+    if report {
+        tracing::info!(
+            "terminating {} leftover process(es) with SIGTERM",
+            sweep.seen.len()
+        );
+    }
     let kill_at = Instant::now() + config.grace_period;
     let mut killed = false;
     loop {
@@ -63,7 +68,9 @@ pub async fn terminate(
         }
         sweep.run(if killed { libc::SIGKILL } else { libc::SIGTERM });
     }
-    tracing::info!("leftovers terminated ({})", sweep.seen.len());
+    if report || !sweep.seen.is_empty() {
+        tracing::info!("leftovers terminated ({})", sweep.seen.len());
+    }
 }
 
 /// Signals what the step left; each process gets SIGTERM once, SIGKILL as often as needed.
@@ -76,6 +83,8 @@ struct Sweep {
     seen: HashSet<i32>,
     /// The group-wide (and, as PID 1, namespace-wide) SIGTERM went out.
     started: bool,
+    /// /proc is not this PID namespace's: leftovers are signalled but cannot be counted.
+    blind: bool,
 }
 
 impl Sweep {
@@ -86,6 +95,7 @@ impl Sweep {
     fn run(&mut self, signo: i32) {
         // Found before the group-wide kill: a process born in between gets that signal anyway.
         let found = self.find();
+        self.blind = found.is_none();
         let first = !self.started;
         self.started = true;
         let wide = first || signo == libc::SIGKILL;
