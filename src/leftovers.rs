@@ -19,12 +19,16 @@ use crate::config::Config;
 use crate::reaper::Reaper;
 use crate::signals::{self, Received};
 
-/// Terminates and reaps every leftover process.
+/// Terminates and reaps every leftover process. `deadline` is the SIGKILL time of a grace period
+/// already running (a terminating signal came before the child ended): leftovers get no more
+/// than what is left of it, so that podvisor ends within the one grace period it was given
+/// (and before Kubernetes' own SIGKILL, when --grace-period is set below it).
 pub async fn terminate(
     child: &Child,
     config: &Config,
     reaper: &Reaper,
     signals: &mut UnboundedReceiver<Received>,
+    deadline: Option<Instant>,
 ) {
     let mut sweep = Sweep {
         group: child.group.then_some(child.pid.as_raw()),
@@ -45,7 +49,8 @@ pub async fn terminate(
             sweep.seen.len()
         );
     }
-    let kill_at = Instant::now() + config.grace_period;
+    let fresh = Instant::now() + config.grace_period;
+    let kill_at = deadline.map_or(fresh, |d| d.min(fresh));
     let mut killed = false;
     loop {
         tokio::select! {

@@ -69,7 +69,7 @@ pub async fn supervise(
     tracing::info!("child ended ({})", describe(end));
     // Hand the terminal back before anything else can print.
     drop(child.terminal.take());
-    leftovers::terminate(&child, config, reaper, signals).await;
+    leftovers::terminate(&child, config, reaper, signals, state.kill_at).await;
     if state.stopping {
         Outcome::Stopped(end)
     } else {
