@@ -142,3 +142,30 @@ fn install_to_a_volume_from_the_empty_image() {
         fail.explain()
     );
 }
+
+/// The static binary alone in an empty root (a chroot: no /proc, no /etc at all): `localhost`
+/// still means the loopback address (musl alone would ask DNS and hang), and a wait succeeds.
+#[test]
+fn static_binary_in_an_empty_root_resolves_localhost() {
+    let root = support::TempDir::new("empty-root");
+    std::fs::copy(docker::static_binary(), root.path().join("podvisor")).expect("copy");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let target = format!("localhost:{}", listener.local_addr().expect("addr").port());
+    let mut cmd = std::process::Command::new("chroot");
+    cmd.arg(root.path()).args([
+        "/podvisor",
+        "--wait-tcp",
+        &target,
+        "--retries",
+        "0",
+        "--timeout",
+        "10s",
+    ]);
+    let done = docker::bounded(cmd, std::time::Duration::from_secs(30));
+    assert!(done.ok(), "\n{}", done.explain());
+    assert!(
+        done.elapsed < std::time::Duration::from_secs(3),
+        "slow: a DNS query?\n{}",
+        done.explain()
+    );
+}

@@ -8,9 +8,13 @@ use tokio::task::JoinSet;
 /// accepts wins. Trying them one by one would let an address that drops SYNs (an IPv6 record on
 /// an IPv4-only network) hold up the others until the attempt times out.
 pub async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
-    let addrs = lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let addrs: Vec<std::net::SocketAddr> = match loopback_without_hosts_file(host, port) {
+        Some(addrs) => addrs,
+        None => lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect(),
+    };
     let mut tries = JoinSet::new();
     for addr in addrs {
         tries.spawn(async move {
@@ -39,4 +43,21 @@ pub async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
 /// One attempt.
 pub async fn probe(host: &str, port: u16) -> Result<(), String> {
     connect(host, port).await.map(drop)
+}
+
+/// `localhost` (and `*.localhost`) when there is no /etc/hosts, as in a bare chroot of the static
+/// binary: musl has no built-in answer for it and asks DNS (127.0.0.1:53 when resolv.conf is
+/// missing too), so each attempt would hang until --attempt-timeout. RFC 6761 6.3 says these
+/// names are the loopback address. With /etc/hosts present (Docker and the kubelet always mount
+/// one) the normal lookup runs.
+fn loopback_without_hosts_file(host: &str, port: u16) -> Option<Vec<std::net::SocketAddr>> {
+    let host = host.to_ascii_lowercase();
+    let is_localhost = host == "localhost" || host.ends_with(".localhost");
+    if !is_localhost || std::path::Path::new("/etc/hosts").exists() {
+        return None;
+    }
+    Some(vec![
+        (std::net::Ipv4Addr::LOCALHOST, port).into(),
+        (std::net::Ipv6Addr::LOCALHOST, port).into(),
+    ])
 }
