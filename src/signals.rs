@@ -84,6 +84,17 @@ pub struct Received {
     pub signo: i32,
     /// The sender's pid, as the kernel reports it.
     pub sender: i32,
+    /// siginfo's si_code: SI_USER for kill(2), SI_KERNEL for the terminal's Ctrl-C, ...
+    pub code: i32,
+}
+
+impl Received {
+    /// A signal the terminal driver sent to its whole foreground process group (Ctrl-C,
+    /// Ctrl-\, a window resize): whoever shares that group with podvisor has it already.
+    pub fn from_terminal(&self) -> bool {
+        self.code == libc::SI_KERNEL
+            && [libc::SIGINT, libc::SIGQUIT, libc::SIGWINCH].contains(&self.signo)
+    }
 }
 
 /// The readable end of all blocked signals.
@@ -112,6 +123,7 @@ impl SignalSource {
                     let got = Received {
                         signo: info.ssi_signo as i32,
                         sender: info.ssi_pid as i32,
+                        code: info.ssi_code,
                     };
                     if is_job_control(got.signo) {
                         tracing::debug!("ignoring {} sent to podvisor itself", name(got.signo));

@@ -90,6 +90,16 @@ fn on_signal(got: Received, child: &Child, config: &Config, state: &mut State) {
         tracing::debug!("{} is not forwarded", signals::name(got.signo));
         return;
     }
+    if !child.group && got.from_terminal() {
+        // --no-group: the child shares podvisor's group, so the terminal signalled it too.
+        // Forwarding would deliver Ctrl-C twice, and would start a grace period that kills an
+        // interactive shell (which ignores SIGINT) for pressing Ctrl-C.
+        tracing::debug!(
+            "{} from the terminal reached the child directly (--no-group)",
+            signals::name(got.signo)
+        );
+        return;
+    }
     let to = config.rewrite(got.signo);
     if to == got.signo {
         tracing::info!("forwarding {} to the child", signals::name(to));

@@ -135,3 +135,24 @@ fn interactive_bash_has_ctrl_c_and_job_control() {
     let f = s.finish(Duration::from_secs(15));
     f.assert_code(3);
 }
+
+#[test]
+fn no_group_ctrl_c_reaches_the_child_once_and_starts_no_grace_period() {
+    // The child shares podvisor's foreground group: the terminal signals both.
+    let cmd = podvisor_sigecho(
+        &["--no-group", "--grace-period", "1s"],
+        &["--exit-on", "SIGUSR2:3"],
+    );
+    let (mut s, master) = Supervised::start_on_pty(cmd);
+    let echo = s.expect_echo("");
+    s.expect("ready");
+    assert_eq!(echo.pgid, s.pid(), "{}", s.explain());
+    type_keys(&master, b"\x03");
+    s.expect("SIGINT");
+    // A grace period started by that Ctrl-C would SIGKILL the child (137) within 1 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.signal(libc::SIGUSR2);
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(3);
+    assert_eq!(f.count("SIGINT"), 1, "{}", f.explain());
+}
