@@ -86,7 +86,8 @@ fn on_signal(got: Received, child: &Child, config: &Config, state: &mut State) {
         stop(child, config, state);
         return;
     }
-    if !signals::is_forwarded(got.signo) {
+    let rewritten = config.rewrites.iter().any(|&(from, _)| from == got.signo);
+    if !signals::is_forwarded(got.signo) && !rewritten {
         tracing::debug!("{} is not forwarded", signals::name(got.signo));
         return;
     }
