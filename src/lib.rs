@@ -98,7 +98,7 @@ async fn run_async(config: &Config) -> Outcome {
     });
     let mut report = Report::default();
     let outcome = start(config, &mut report).await;
-    if let Some(marker) = marker {
+    if let (Some(marker), Some(path)) = (marker, &config.marker) {
         let record = marker::Record {
             outcome: &outcome,
             waits: &report,
@@ -107,7 +107,7 @@ async fn run_async(config: &Config) -> Outcome {
             started,
         };
         if let Err(e) = marker.finish(&record) {
-            tracing::error!("cannot write the marker: {e}");
+            tracing::error!("cannot write the marker {}: {e}", path.display());
         }
     }
     outcome

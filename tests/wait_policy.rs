@@ -255,3 +255,20 @@ fn a_timed_out_wait_cmd_is_killed_with_its_children() {
         || processes_with(&nap).is_empty().then_some(()),
     );
 }
+
+#[test]
+fn a_deadline_beyond_the_clock_is_no_deadline() {
+    // Instant + 584542046090 years overflows: that must mean "no deadline", not a panic.
+    TestCommand::new()
+        .args([
+            "--timeout",
+            "584542046090y",
+            "--retries",
+            "1",
+            "--wait-cmd",
+            "false",
+        ])
+        .run()
+        .assert_code(124)
+        .assert_stderr_has("(2 attempts)");
+}

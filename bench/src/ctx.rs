@@ -23,6 +23,8 @@ pub struct Ctx {
     pub runs: usize,
     /// The podvisor binary measured.
     pub podvisor: String,
+    /// Another podvisor build measured beside it in rows 1 and 4 (before/after a change).
+    pub baseline: Option<String>,
     /// The stamp child (see src/bin/stamp.rs).
     pub stamp: String,
     /// This binary, which doubles as the sigwait child.
@@ -89,7 +91,7 @@ pub struct Section {
     pub unit: Unit,
     /// One line per tool; the first is podvisor's reference line for the ratios.
     pub lines: Vec<Line>,
-    /// Share of the machine's CPU time that was busy while the row ran (all processes).
+    /// Share of the machine's CPU time that other processes used while the row ran.
     pub busy: f64,
 }
 
@@ -118,31 +120,65 @@ pub fn alternate<V>(
     lines
 }
 
-/// Busy share of all CPUs between two readings of /proc/stat.
+/// How busy the machine was with other work (other helpers' builds, say) while a row ran:
+/// the busy share of all CPUs from /proc/stat, less the CPU time of the bench itself and of
+/// every process it started and reaped.
 pub struct CpuMeter {
     busy: u64,
     total: u64,
+    own: f64,
 }
 
 impl CpuMeter {
-    /// Reads /proc/stat now.
+    /// Reads /proc/stat and our own usage now.
     pub fn start() -> Self {
-        let (busy, total) = cpu_times();
-        Self { busy, total }
+        let (busy, total) = cpu_ticks();
+        Self {
+            busy,
+            total,
+            own: own_cpu_secs(),
+        }
     }
 
-    /// The busy share since `start`, 0..1.
+    /// The share of all CPUs, 0..1, that other processes used since `start`.
     pub fn busy(&self) -> f64 {
-        let (busy, total) = cpu_times();
-        let dt = total.saturating_sub(self.total);
-        if dt == 0 {
+        let (busy, total) = cpu_ticks();
+        let dt = total.saturating_sub(self.total) as f64 / ticks_per_sec();
+        if dt <= 0.0 {
             return 0.0;
         }
-        busy.saturating_sub(self.busy) as f64 / dt as f64
+        let all = busy.saturating_sub(self.busy) as f64 / ticks_per_sec();
+        let own = own_cpu_secs() - self.own;
+        ((all - own) / dt).clamp(0.0, 1.0)
     }
 }
 
-fn cpu_times() -> (u64, u64) {
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
+/// User + system seconds of this process and its reaped descendants.
+fn own_cpu_secs() -> f64 {
+    let mut sum = 0.0;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: getrusage writes into a local struct.
+        let mut ru = unsafe { std::mem::zeroed::<libc::rusage>() };
+        if unsafe { libc::getrusage(who, &mut ru) } == 0 {
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            sum += tv(ru.ru_utime) + tv(ru.ru_stime);
+        }
+    }
+    sum
+}
+
+/// (busy, total) jiffies of all CPUs.
+fn cpu_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
         return (0, 0);

@@ -161,7 +161,7 @@ pub fn supervising(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             key: "idle-syscalls",
             title: "5. Idle while supervising `sleep`: system calls per second".into(),
             how: format!(
-                "{traced_runs} more instances per tool, each under `strace -c -f -p PID` for the \
+                "{traced_runs} more instance(s) per tool, each under `strace -c -f -p PID` for the \
                  same window. Attaching interrupts the wrapper's blocking call once, so one \
                  restarted call in the window is strace's, not the tool's."
             ),
@@ -280,7 +280,7 @@ pub fn closed_port(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             key: "closed-syscalls",
             title: format!("5. Waiting {secs} s on a closed port: system calls in all"),
             how: format!(
-                "{traced_runs} more instances per tool under `strace -c -f` (children included)."
+                "{traced_runs} more instance(s) per tool under `strace -c -f` (children included)."
             ),
             unit: Unit::Count,
             lines: calls,

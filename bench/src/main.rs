@@ -2,7 +2,10 @@
 //! writes the report (docs/benchmarks.md). `bench/run` builds everything and calls it.
 //!
 //! Usage: podvisor-bench --podvisor PATH [--quick] [--runs N] [--only 1,4] [--out FILE]
-//!        [--notes FILE]
+//!        [--notes FILE] [--baseline OTHER-PODVISOR] [--busy-limit PCT]
+//!
+//! A row is run again (up to three times in all) while other work used more than PCT% (default
+//! 25) of the machine's CPU time during it; the quietest attempt is kept.
 //! Also the sigwait child of row 4: podvisor-bench sigwait
 
 mod ctx;
@@ -28,8 +31,10 @@ struct Args {
     runs: Option<usize>,
     only: Option<Vec<u8>>,
     podvisor: PathBuf,
+    baseline: Option<PathBuf>,
     out: Option<PathBuf>,
     notes: Option<PathBuf>,
+    busy_limit: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -38,8 +43,10 @@ fn parse_args() -> Result<Args, String> {
         runs: None,
         only: None,
         podvisor: PathBuf::new(),
+        baseline: None,
         out: None,
         notes: None,
+        busy_limit: 0.25,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -60,8 +67,16 @@ fn parse_args() -> Result<Args, String> {
                 args.only = Some(rows);
             }
             "--podvisor" => args.podvisor = value()?.into(),
+            "--baseline" => args.baseline = Some(value()?.into()),
             "--out" => args.out = Some(value()?.into()),
             "--notes" => args.notes = Some(value()?.into()),
+            "--busy-limit" => {
+                let v = value()?;
+                let pct: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--busy-limit {v}: not a number"))?;
+                args.busy_limit = pct / 100.0;
+            }
             _ => return Err(format!("unknown argument {a}")),
         }
     }
@@ -95,6 +110,7 @@ fn context(args: &Args) -> Result<Ctx, String> {
         quick: args.quick,
         runs: args.runs.unwrap_or(if args.quick { 3 } else { 20 }),
         podvisor: absolute(&args.podvisor)?,
+        baseline: args.baseline.as_deref().map(absolute).transpose()?,
         stamp: absolute(&stamp)?,
         runner: absolute(&runner)?,
         peers,
@@ -149,7 +165,10 @@ fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
             ctx.runs
         )
     } else {
-        format!("full, {} runs per tool and row (100 for row 1)", ctx.runs)
+        format!(
+            "full, {} runs per tool and row (10 times as many for row 1)",
+            ctx.runs
+        )
     };
     format!(
         "# Benchmarks\n\n\
@@ -170,6 +189,11 @@ fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
 }
 
 type Row = fn(&mut Ctx) -> Result<Vec<Section>, String>;
+
+/// The other work on the machine during a row: the most of any of its sections.
+fn load(sections: &[Section]) -> f64 {
+    sections.iter().map(|s| s.busy).fold(0.0, f64::max)
+}
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("sigwait") {
@@ -209,19 +233,38 @@ fn main() -> ExitCode {
         if args.only.as_ref().is_some_and(|o| !o.contains(&n)) {
             continue;
         }
-        let t = proc::now_ns();
-        eprintln!("bench: row {n}, {name} ...");
-        match row(&mut ctx) {
-            Ok(s) => sections.extend(s),
-            Err(e) => {
-                eprintln!("bench: row {n} ({name}) failed: {e}");
-                failed = true;
+        // A row run while other work kept the machine busy is run again (twice at most); the
+        // quietest attempt is kept. The quick mode judges nothing and never retries.
+        let mut best: Option<Vec<Section>> = None;
+        for attempt in 0..if ctx.quick { 1 } else { 3 } {
+            let t = proc::now_ns();
+            eprintln!("bench: row {n}, {name} ...");
+            match row(&mut ctx) {
+                Ok(s) => {
+                    let busy = load(&s);
+                    eprintln!(
+                        "bench: row {n} took {:.1} s, other work {:.0}% of the CPUs",
+                        (proc::now_ns() - t) as f64 / 1e9,
+                        busy * 100.0
+                    );
+                    if best.as_ref().is_none_or(|b| busy < load(b)) {
+                        best = Some(s);
+                    }
+                    if busy <= args.busy_limit {
+                        break;
+                    }
+                    if attempt < 2 && !ctx.quick {
+                        eprintln!("bench: the machine was busy; running row {n} again");
+                    }
+                }
+                Err(e) => {
+                    eprintln!("bench: row {n} ({name}) failed: {e}");
+                    failed = true;
+                    break;
+                }
             }
         }
-        eprintln!(
-            "bench: row {n} took {:.1} s",
-            (proc::now_ns() - t) as f64 / 1e9
-        );
+        sections.extend(best.unwrap_or_default());
     }
     let elapsed = (proc::now_ns() - t0) as f64 / 1e9;
     // A run that could not measure something does not work; a missed budget is only reported.

@@ -13,6 +13,9 @@ fn variants(ctx: &Ctx, port: u16) -> Vec<(String, Vec<String>)> {
         ("podvisor".to_owned(), vec![ctx.podvisor.clone()]),
         ("bare".to_owned(), vec![]),
     ];
+    if let Some(b) = &ctx.baseline {
+        v.push(("podvisor (baseline)".to_owned(), vec![b.clone()]));
+    }
     for peer in ["tini", "tini-static", "dumb-init", "catatonit"] {
         if let Some(p) = ctx.peer(peer) {
             v.push((peer.to_owned(), vec![p.to_owned()]));
@@ -94,7 +97,11 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let variants = variants(ctx, port);
-    let runs = if ctx.quick { 5 } else { ctx.runs.max(100) };
+    let runs = if ctx.quick {
+        5
+    } else {
+        (ctx.runs * 10).max(200)
+    };
     let mut time: Vec<Line> = variants.iter().map(|(n, _)| Line::new(n.clone())).collect();
     let mut rss_true = time.clone();
     let mut rss = time.clone();

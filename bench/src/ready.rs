@@ -6,6 +6,7 @@
 //! writes as its first act.
 
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::ctx::{alternate, CpuMeter, Ctx, Section};
@@ -59,7 +60,23 @@ fn delay(ctx: &mut Ctx) -> u64 {
     }
 }
 
-type Argv = Box<dyn Fn(&Ctx, &str) -> Vec<String>>;
+type Argv = Rc<dyn Fn(&Ctx, &str) -> Vec<String>>;
+
+/// With `--baseline`, the first (podvisor) variant again, with the baseline build as argv[0].
+fn with_baseline(ctx: &Ctx, variants: &mut Vec<(String, Argv)>) {
+    let (Some(base), Some((name, first))) = (ctx.baseline.clone(), variants.first()) else {
+        return;
+    };
+    let (name, first) = (format!("{name} (baseline)"), first.clone());
+    variants.push((
+        name,
+        Rc::new(move |c: &Ctx, t: &str| {
+            let mut argv = first(c, t);
+            argv[0] = base.clone();
+            argv
+        }),
+    ));
+}
 
 /// Row 2: a port starts listening.
 pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
@@ -67,7 +84,7 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let mut variants: Vec<(String, Argv)> = vec![
         (
             "podvisor (defaults)".into(),
-            Box::new(|c: &Ctx, t: &str| {
+            Rc::new(|c: &Ctx, t: &str| {
                 vec![
                     c.podvisor.clone(),
                     "--wait-tcp".into(),
@@ -79,7 +96,7 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
         ),
         (
             "podvisor --interval 10ms".into(),
-            Box::new(|c: &Ctx, t: &str| {
+            Rc::new(|c: &Ctx, t: &str| {
                 vec![
                     c.podvisor.clone(),
                     "--wait-tcp".into(),
@@ -95,7 +112,7 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     if let Some(w) = ctx.peer("wait-for-it").map(str::to_owned) {
         variants.push((
             "wait-for-it".into(),
-            Box::new(move |c: &Ctx, t: &str| {
+            Rc::new(move |c: &Ctx, t: &str| {
                 vec![
                     w.clone(),
                     "-q".into(),
@@ -106,6 +123,7 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             }),
         ));
     }
+    with_baseline(ctx, &mut variants);
     let runs = ctx.runs;
     let lines = {
         let ctx = &mut *ctx;
@@ -143,10 +161,10 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
 /// Row 3: a file appears.
 pub fn file(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let meter = CpuMeter::start();
-    let variants: Vec<(String, Argv)> = vec![
+    let mut variants: Vec<(String, Argv)> = vec![
         (
             "podvisor --wait-file".into(),
-            Box::new(|c: &Ctx, f: &str| {
+            Rc::new(|c: &Ctx, f: &str| {
                 vec![
                     c.podvisor.clone(),
                     "--wait-file".into(),
@@ -158,7 +176,7 @@ pub fn file(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
         ),
         (
             "until [ -f ]; sleep 1".into(),
-            Box::new(|c: &Ctx, f: &str| {
+            Rc::new(|c: &Ctx, f: &str| {
                 vec![
                     c.sh.clone(),
                     "-c".into(),
@@ -170,6 +188,7 @@ pub fn file(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             }),
         ),
     ];
+    with_baseline(ctx, &mut variants);
     let runs = ctx.runs;
     let lines = {
         let ctx = &mut *ctx;
@@ -209,7 +228,7 @@ pub fn scale(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let window_ms = if ctx.quick { 500 } else { 2000 };
     let mut variants: Vec<(String, Argv)> = vec![(
         format!("podvisor, {TARGETS} --wait-tcp"),
-        Box::new(|c: &Ctx, ports: &str| {
+        Rc::new(|c: &Ctx, ports: &str| {
             let mut v = vec![c.podvisor.clone()];
             for p in ports.split(' ') {
                 v.push("--wait-tcp".into());
@@ -223,7 +242,7 @@ pub fn scale(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     if let Some(w) = ctx.peer("wait-for-it").map(str::to_owned) {
         variants.push((
             format!("wait-for-it x{TARGETS}, one after another"),
-            Box::new(move |c: &Ctx, ports: &str| {
+            Rc::new(move |c: &Ctx, ports: &str| {
                 let mut v = vec![
                     c.sh.clone(),
                     "-c".into(),
@@ -238,6 +257,7 @@ pub fn scale(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             }),
         ));
     }
+    with_baseline(ctx, &mut variants);
     let runs = ctx.runs;
     let lines = {
         let ctx = &mut *ctx;

@@ -183,7 +183,8 @@ fn table(out: &mut String, s: &Section) {
     if s.busy > 0.0 {
         let _ = writeln!(
             out,
-            "Machine CPU busy while this ran (all processes, all cores): {:.0}%.\n",
+            "Other work on the machine while this ran: {:.0}% of all CPU time (not the bench's \
+             own processes).\n",
             s.busy * 100.0
         );
     }

@@ -42,6 +42,9 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
         ("podvisor".into(), vec![ctx.podvisor.clone(), "--".into()]),
         ("direct kill (no wrapper)".into(), vec![]),
     ];
+    if let Some(b) = &ctx.baseline {
+        variants.push(("podvisor (baseline)".into(), vec![b.clone(), "--".into()]));
+    }
     for peer in ["tini", "tini-static", "dumb-init", "catatonit"] {
         if let Some(p) = ctx.peer(peer) {
             variants.push((peer.into(), vec![p.to_owned(), "--".into()]));

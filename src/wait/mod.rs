@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::duration::show;
 use crate::reaper::Reaper;
@@ -103,7 +103,8 @@ enum End {
 /// Waits for every target; logs progress and the outcome of each.
 pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>) -> Report {
     let start = Instant::now();
-    let deadline = policy.timeout.map(|t| start + t);
+    // A deadline beyond what the clock can represent is no deadline (`--timeout 500000000y`).
+    let deadline = policy.timeout.and_then(|t| start.checked_add(t));
     let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
     tracing::info!(
         "waiting for {} ({})",
@@ -205,8 +206,13 @@ async fn run_target(
     };
     let mut next_progress = start + PROGRESS_EVERY;
     let mut attempts = 0u32;
+    // When this attempt was due. Attempts are due `delay` apart, start to start, on a grid: the
+    // timer wakes up to 1 ms late (tokio rounds deadlines up to whole milliseconds), and
+    // sleeping a full delay after each late wake-up would stretch every cycle by that much
+    // (measured: --interval 10ms gave a p90 of 10.8 ms from listen() to the step's start).
+    let mut due = Instant::now();
     loop {
-        attempts += 1;
+        attempts = attempts.saturating_add(1);
         progress
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -246,13 +252,22 @@ async fn run_target(
         }
         tracing::debug!("{name}: attempt {attempts} failed: {e}");
         let delay = policy.delay(attempts);
+        let now = Instant::now();
+        // An attempt that took longer than the delay still gets a full delay after it.
+        due = if due + delay > now {
+            due + delay
+        } else {
+            now + delay
+        };
         match watcher.as_mut() {
             Some(w) => {
-                if w.exists_within(delay).await {
+                if w.exists_within(due.saturating_duration_since(Instant::now()))
+                    .await
+                {
                     return ready(attempts);
                 }
             }
-            None => sleep(delay).await,
+            None => sleep_until(due).await,
         }
     }
 }
