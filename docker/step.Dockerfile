@@ -19,8 +19,8 @@ FROM ${BASE_IMAGE}
 COPY --from=podvisor /podvisor /usr/local/bin/podvisor
 # The marker tells the pod's ordinary sidecars (`--until-marker`) that the step has ended; a
 # signal from `docker stop` or the kubelet is forwarded to the step, which gets the grace period
-# before SIGKILL (keep it under the container runtime's own stop timeout).
+# before SIGKILL: 8s stays under the stop timeout of Docker (10s) and of the kubelet (30s).
 ENV PODVISOR_MARKER=/workspace/podvisor/step.json \
-    PODVISOR_GRACE_PERIOD=10s
+    PODVISOR_GRACE_PERIOD=8s
 ENTRYPOINT ["/usr/local/bin/podvisor", "--"]
 CMD ["sh", "-c", "echo 'no step given: docker run IMAGE COMMAND...'; exit 2"]

@@ -124,7 +124,8 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
 /// Puts every signal back to its default disposition, in the child between fork and exec.
 ///
 /// Handlers do not survive exec, but "ignored" does: std resets only SIGPIPE, and podvisor may
-/// itself have been started with signals ignored (`nohup`, CI agents, a parent's SIG_IGN).
+/// itself have been started with signals ignored (`nohup`, CI agents, a parent's SIG_IGN; glibc's
+/// posix_spawn even leaves its two internal real-time signals ignored in what it starts).
 /// Passing through SIG_IGN first also discards anything still pending from the moment between
 /// fork and setpgid, when a signal sent to podvisor's whole group reached this child too: the
 /// child gets exactly the signals podvisor forwards (sigaction(2): setting SIG_IGN discards a
@@ -133,13 +134,22 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
 /// # Safety
 /// Call only in the forked child: it changes process-wide signal state.
 unsafe fn reset_dispositions() {
-    for signo in 1..=libc::SIGRTMAX() {
+    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask, whatever the
+    // architecture's field order.
+    let default = [0u64; 4];
+    for signo in 1..=64 {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
-        // glibc reserves two real-time signals and refuses them (EINVAL): harmless.
         libc::signal(signo, libc::SIG_IGN);
-        libc::signal(signo, libc::SIG_DFL);
+        // Raw rt_sigaction: glibc's signal() refuses (EINVAL) the two signals it reserves.
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo,
+            default.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
     }
 }
 

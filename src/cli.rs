@@ -14,7 +14,7 @@ use clap::{ArgAction, CommandFactory, Parser};
     version,
     about = "Wait for a pod's sidecars, run the step as a correct init, and tell the sidecars when it is done.",
     override_usage = "podvisor [OPTIONS] [--] [COMMAND [ARG]...]\n       podvisor [OPTIONS] --sh 'SHELL STRING'",
-    after_help = "Every option can also be set as PODVISOR_<OPTION> (e.g. PODVISOR_WAIT_TCP, PODVISOR_TIMEOUT);\nrepeatable options take a comma-separated list there. A flag overrides the environment.\n\nExit codes: COMMAND's status (128+N when killed by signal N); 124 wait failed;\n125 podvisor's own error; 126 COMMAND not executable; 127 COMMAND not found.",
+    after_help = "Every option can also be set as PODVISOR_<OPTION> (e.g. PODVISOR_WAIT_TCP, PODVISOR_TIMEOUT);\nrepeatable options take a comma-separated list there; booleans take 1/0, true/false, yes/no;\nan empty value counts as unset. A flag overrides the environment.\nDurations: 250ms, 5s, 2m, 1h30m; a bare number is seconds.\n\nExit codes: COMMAND's status (128+N when killed by signal N); 124 wait failed;\n125 podvisor's own error; 126 COMMAND not executable; 127 COMMAND not found.",
     disable_help_subcommand = true,
     // `--timeout 5 --timeout 9` means 9, as in most tools, rather than an error.
     args_override_self = true,
@@ -25,7 +25,7 @@ pub struct Cli {
     /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6); repeatable.
     #[arg(long, value_name = "HOST:PORT", action = ArgAction::Append)]
     pub wait_tcp: Vec<OsString>,
-    /// Wait until PATH exists (inotify, polling fallback); repeatable.
+    /// Wait until PATH exists (inotify on the nearest existing folder, polling fallback); repeatable.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub wait_file: Vec<OsString>,
     /// Wait until a connect to the unix socket PATH succeeds; repeatable.
@@ -34,19 +34,19 @@ pub struct Cli {
     /// Wait until an HTTP GET of URL (http://) answers 2xx; repeatable.
     #[arg(long, value_name = "URL", action = ArgAction::Append)]
     pub wait_http: Vec<OsString>,
-    /// Wait until `/bin/sh -c STRING` exits 0; repeatable.
+    /// Wait until `/bin/sh -c STRING` exits 0 (its output shown at debug level); repeatable.
     #[arg(long, value_name = "SHELL STRING", action = ArgAction::Append)]
     pub wait_cmd: Vec<OsString>,
-    /// Overall deadline of the wait phase; 0 = none [default: 60s].
+    /// Overall deadline of the wait phase (monotonic clock); 0 = none [default: 60s].
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<OsString>,
     /// Delay between attempts on one target [default: 100ms].
     #[arg(long, value_name = "DURATION")]
     pub interval: Option<OsString>,
-    /// When larger than --interval, the delay doubles after each failed attempt up to it.
+    /// When larger than --interval, the delay doubles after each failed attempt up to it [default: same as --interval].
     #[arg(long, value_name = "DURATION")]
     pub max_interval: Option<OsString>,
-    /// Retries after a target's first failed attempt (N+1 attempts in all) [default: unlimited].
+    /// Retries after a target's first failed attempt (N+1 attempts in all); a target out of retries fails the wait at once [default: unlimited].
     #[arg(long, value_name = "N")]
     pub retries: Option<OsString>,
     /// Bound on one attempt, never beyond the overall deadline [default: 5s].
@@ -61,7 +61,7 @@ pub struct Cli {
     /// Format of podvisor's own log lines on stderr: text or json [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<OsString>,
-    /// error, warn, info or debug [default: info].
+    /// Level of podvisor's own log lines: error, warn, info or debug [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<OsString>,
     /// Log errors only (same as --log-level error).

@@ -2,12 +2,21 @@
 
 use std::time::Duration;
 
+/// The longest duration podvisor uses; longer ones are cut to it. ~100 years is "forever" for
+/// a CI step, and every `Instant + duration` (deadlines, grace timers) stays representable.
+pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Parses a duration; the error is a short reason, the caller names the flag and value.
 pub fn parse(text: &str) -> Result<Duration, String> {
+    parse_any(text).map(|d| d.min(LONGEST))
+}
+
+fn parse_any(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
+            // Beyond Duration's range is beyond LONGEST anyway.
+            return Ok(Duration::try_from_secs_f64(secs).unwrap_or(LONGEST));
         }
         return Err("must be a non-negative number of seconds".into());
     }
@@ -40,6 +49,12 @@ mod tests {
         assert_eq!(parse("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn huge_durations_are_cut_to_the_longest() {
+        assert_eq!(parse("584542046090y"), Ok(LONGEST));
+        assert_eq!(parse("1e300"), Ok(LONGEST));
     }
 
     #[test]

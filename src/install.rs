@@ -21,20 +21,8 @@ pub fn install_to(dir: &Path) -> Result<PathBuf, String> {
     let (mut source, from) = open_self()?;
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let dest = dir.join(NAME);
-    // PID alone is not unique: every container's podvisor is PID 1, and init containers of
-    // several pods may install into one shared hostPath at once.
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(".{NAME}.{}.{nanos}.tmp", std::process::id()));
+    let (mut out, tmp) = create_temp(dir)?;
     let result = (|| {
-        // create_new: never write through something already at the temp path.
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o755)
-            .open(&tmp)?;
         io::copy(&mut source, &mut out)?;
         // The umask may have narrowed the creation mode; other UIDs of the pod must run it.
         out.set_permissions(fs::Permissions::from_mode(0o755))?;
@@ -53,6 +41,41 @@ pub fn install_to(dir: &Path) -> Result<PathBuf, String> {
         ));
     }
     Ok(dest)
+}
+
+/// Creates a fresh temp file in `dir` (create_new: never writing through something already
+/// there). PID alone is not unique: every container's podvisor is PID 1, and init containers of
+/// several pods may install into one shared hostPath at once; so the name also holds the time,
+/// and a name already taken is retried with the next suffix.
+fn create_temp(dir: &Path) -> Result<(File, PathBuf), String> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut last = None;
+    for n in 0..100 {
+        let tmp = dir.join(format!(".{NAME}.{}.{nanos}.{n}.tmp", std::process::id()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => {
+                return Err(format!(
+                    "cannot create a temp file in {}: {e}",
+                    dir.display()
+                ))
+            }
+        }
+    }
+    Err(format!(
+        "cannot create a temp file in {}: {}",
+        dir.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 /// Opens the running executable. /proc/self/exe is the file actually running, even when its

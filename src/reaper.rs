@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::libc;
 use nix::unistd::Pid;
 use tokio::sync::{oneshot, Notify};
 
@@ -59,29 +59,34 @@ impl Reaper {
     pub fn reap(&self) -> Pass {
         let mut reaped = 0;
         let children_left = loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => break true,
-                Ok(status) => {
-                    let (pid, end) = match status {
-                        WaitStatus::Exited(pid, code) => (pid, ChildEnd::Exited(code)),
-                        WaitStatus::Signaled(pid, sig, _) => (pid, ChildEnd::Signaled(sig as i32)),
-                        _ => continue,
-                    };
-                    reaped += 1;
-                    match self.lock().remove(&pid.as_raw()) {
-                        Some(tx) => {
-                            // The receiver may be gone (an abandoned --wait-cmd attempt): fine.
-                            let _ = tx.send(end);
-                        }
-                        None => tracing::debug!("reaped orphan {pid} ({end:?})"),
+            let mut status = 0;
+            // Raw waitpid, not nix's: nix turns a death by a real-time signal (no `Signal`
+            // variant) into EINVAL after the kernel has already consumed the status, which
+            // would lose the child's end for good.
+            // SAFETY: waitpid(2) writing into a local int.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            let end = match pid {
+                0 => break true,
+                -1 => match Errno::last() {
+                    Errno::EINTR => continue,
+                    Errno::ECHILD => break false,
+                    e => {
+                        tracing::warn!("waitpid failed: {e}");
+                        break true;
                     }
+                },
+                _ if libc::WIFEXITED(status) => ChildEnd::Exited(libc::WEXITSTATUS(status)),
+                _ if libc::WIFSIGNALED(status) => ChildEnd::Signaled(libc::WTERMSIG(status)),
+                // Stops and continues are not asked for (no WUNTRACED/WCONTINUED).
+                _ => continue,
+            };
+            reaped += 1;
+            match self.lock().remove(&pid) {
+                Some(tx) => {
+                    // The receiver may be gone (an abandoned --wait-cmd attempt): fine.
+                    let _ = tx.send(end);
                 }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => break false,
-                Err(e) => {
-                    tracing::warn!("waitpid failed: {e}");
-                    break true;
-                }
+                None => tracing::debug!("reaped orphan {pid} ({end:?})"),
             }
         };
         self.reaped.notify_waiters();

@@ -37,9 +37,12 @@ pub async fn until(files: Vec<PathBuf>, markers: Vec<PathBuf>, poll: Duration) {
     for m in &markers {
         marker_finished(m, poll).await;
     }
+    // Made once: a watcher's inotify fd is never closed (see wait/file.rs).
+    let mut watchers: Vec<(&PathBuf, Watcher)> =
+        files.iter().map(|f| (f, Watcher::new(f))).collect();
     loop {
-        for f in &files {
-            file_exists(f, poll).await;
+        for (f, watcher) in &mut watchers {
+            file_exists(f, watcher, poll).await;
         }
         // A file can vanish while we wait for the next one: all of them, at one moment.
         if files.iter().all(|f| f.exists()) {
@@ -49,12 +52,25 @@ pub async fn until(files: Vec<PathBuf>, markers: Vec<PathBuf>, poll: Duration) {
 }
 
 /// Resolves when `path` exists.
-async fn file_exists(path: &Path, poll: Duration) {
-    let mut watcher = Watcher::new(path);
-    while !watcher.check() {
-        next_change(&mut watcher, poll, false).await;
+async fn file_exists(path: &Path, watcher: &mut Watcher, poll: Duration) {
+    let mut exists = watcher.check();
+    tell_if_polling(watcher, path, poll);
+    while !exists {
+        next_change(watcher, poll, false).await;
+        exists = watcher.check();
     }
     tracing::info!("until: {} exists", path.display());
+}
+
+/// Says once when a path is polled rather than watched (inotify unavailable or refused).
+fn tell_if_polling(watcher: &Watcher, path: &Path, poll: Duration) {
+    if !watcher.event_driven() {
+        tracing::info!(
+            "until: no inotify watch for {}, checking every {}",
+            path.display(),
+            crate::duration::show(poll)
+        );
+    }
 }
 
 /// The next event in the watched folder, or the next poll.
@@ -93,11 +109,15 @@ async fn marker_finished(path: &Path, poll: Duration) {
     let mut poll_lock = false;
     // The thread blocked on the lock, when one is.
     let mut pending: Option<Grant> = None;
+    let mut first = true;
     loop {
         // The watch is (re)armed before anything is looked at, so nothing can slip in between.
         if watcher.check() {
             tracing::info!("until: {} finished (marker written)", path.display());
             return;
+        }
+        if std::mem::take(&mut first) {
+            tell_if_polling(&watcher, path, poll);
         }
         if use_lock && pending.is_none() {
             match probe(&lock_path) {

@@ -18,10 +18,21 @@ fn compose_example_runs_the_whole_life_cycle() {
     let project = docker::unique("compose");
     cleanup.compose(&file, &project);
 
+    // Built first with --force-rm, so that a failed RUN leaves no container behind, and
+    // --no-cache, so that no layer is shared with another test's images (see build_image).
+    let mut build = docker::compose_command();
+    build
+        .arg("-f")
+        .arg(&file)
+        .args(["-p", &project, "build", "--force-rm", "--no-cache"])
+        .env("EXAMPLE_PODVISOR_IMAGE", &podvisor)
+        .env("EXAMPLE_BASE_IMAGE", &base);
+    docker::bounded(build, Duration::from_secs(300)).expect_ok();
+
     let mut up = docker::compose_command();
     up.arg("-f")
         .arg(&file)
-        .args(["-p", &project, "up", "--build", "--exit-code-from", "step"])
+        .args(["-p", &project, "up", "--exit-code-from", "step"])
         .env("EXAMPLE_PODVISOR_IMAGE", &podvisor)
         .env("EXAMPLE_BASE_IMAGE", &base);
     let done = docker::bounded(up, Duration::from_secs(300));

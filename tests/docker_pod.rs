@@ -40,85 +40,71 @@ fn nginx_sidecar_and_curl_step_both_exit_cleanly() {
             marker,
         ],
     );
+    // Every other container joins the pod: its network namespace and its /workspace.
+    let in_pod = |image: &str, rest: &[&str]| -> Vec<String> {
+        ["--network", &net, "-v", &ws, image]
+            .iter()
+            .chain(rest)
+            .map(|s| s.to_string())
+            .collect()
+    };
     // The init container hands podvisor to the stock images through the volume.
-    cleanup.start(
-        &init,
-        &[
-            "--network",
-            &net,
-            "-v",
-            &ws,
-            &image,
-            "--install-to",
-            "/workspace/bin",
-        ],
-    );
-    assert_eq!(
-        docker::wait_exit(&init, Duration::from_secs(60)),
-        0,
-        "{}",
-        docker::logs(&init)
-    );
+    cleanup.start(&init, &in_pod(&image, &["--install-to", "/workspace/bin"]));
+    let code = docker::wait_exit(&init, Duration::from_secs(60));
+    assert_eq!(code, 0, "{}", docker::logs(&init));
 
-    // The command container starts first, as in a pod where the sidecar is slow to start.
+    // A startupProbe-like check from the empty image, for a name from the pod's /etc/hosts;
+    // its marker (no command: status exited, code 0) tells the step that it has passed, so
+    // that nginx cannot stop before the probe has seen it.
+    let probe_marker = "/workspace/podvisor/probe.json";
     cleanup.start(
-        &step,
-        &[
-            "--network",
-            &net,
-            "-v",
-            &ws,
-            &base,
-            "/workspace/bin/podvisor",
-            "--wait-tcp",
-            "localhost:80",
-            "--timeout",
-            "60s",
-            "--marker",
-            marker,
-            "--",
-            "curl",
-            "-sf",
-            "http://localhost/",
-        ],
+        &probe,
+        &in_pod(
+            &image,
+            &[
+                "--wait-tcp",
+                "sidecar.test:80",
+                "--timeout",
+                "60s",
+                "--marker",
+                probe_marker,
+            ],
+        ),
     );
+    // The command container starts before the sidecar, as in a pod where nginx is slow.
+    let step_cmd = [
+        "/workspace/bin/podvisor",
+        "--wait-tcp",
+        "localhost:80",
+        "--wait-file",
+        probe_marker,
+        "--timeout",
+        "60s",
+        "--marker",
+        marker,
+        "--",
+        "curl",
+        "-sf",
+        "http://localhost/",
+    ];
+    cleanup.start(&step, &in_pod(&base, &step_cmd));
     docker::wait_for_log(
         &step,
         "waiting for tcp://localhost:80",
         Duration::from_secs(30),
     );
-    cleanup.start(
-        &nginx,
-        &[
-            "--network",
-            &net,
-            "-v",
-            &ws,
-            &base,
-            "/workspace/bin/podvisor",
-            "--until-marker",
-            marker,
-            "--stop-signal",
-            "QUIT",
-            "--",
-            "nginx",
-            "-g",
-            "daemon off;",
-        ],
-    );
-    // A startupProbe-like check from the empty image: a name from the pod's /etc/hosts.
-    cleanup.start(
-        &probe,
-        &[
-            "--network",
-            &net,
-            &image,
-            "--wait-tcp",
-            "sidecar.test:80",
-            "--timeout",
-            "60s",
-        ],
-    );
+    let nginx_cmd = [
+        "/workspace/bin/podvisor",
+        "--until-marker",
+        marker,
+        "--stop-signal",
+        "QUIT",
+        "--",
+        "nginx",
+        "-g",
+        "daemon off;",
+    ];
+    cleanup.start(&nginx, &in_pod(&base, &nginx_cmd));
 
     let t = Duration::from_secs(90);
     let codes: Vec<i32> = [&probe, &step, &nginx, &pod]

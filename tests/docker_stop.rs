@@ -26,6 +26,7 @@ fn step_image(cleanup: &mut Cleanup) -> String {
         &docker::repo_root().join("docker").join("step.Dockerfile"),
         ctx.path(),
         &[("PODVISOR_IMAGE", &podvisor), ("BASE_IMAGE", &base)],
+        None,
     )
 }
 

@@ -50,4 +50,28 @@ fn not_executable_is_126() {
         .args(["--", "script"])
         .run()
         .assert_code(126);
+    // A folder is found, but cannot be executed.
+    TestCommand::new()
+        .arg("--")
+        .arg(dir.path())
+        .run()
+        .assert_code(126)
+        .assert_stderr_has(&dir.path().display().to_string());
+}
+
+#[test]
+fn a_failed_wait_is_124_and_a_bad_config_125() {
+    TestCommand::new()
+        .args([
+            "--wait-file",
+            "/nonexistent/podvisor-test",
+            "--retries",
+            "0",
+        ])
+        .run()
+        .assert_code(124);
+    TestCommand::new()
+        .args(["--timeout", "soon"])
+        .run()
+        .assert_code(125);
 }

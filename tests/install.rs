@@ -216,3 +216,42 @@ fn works_without_proc_in_an_empty_root() {
         fs::read(&bin).expect("read")
     );
 }
+
+/// Init containers of several pods may install into one shared hostPath at the same moment,
+/// each as PID 1 (here: each in its own PID namespace): every install succeeds and the result
+/// is one complete copy.
+#[test]
+fn concurrent_installs_as_pid_1_into_one_folder_all_succeed() {
+    let tmp = TempDir::new("install-concurrent");
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            let dir = tmp.path().to_path_buf();
+            std::thread::spawn(move || {
+                Command::new("unshare")
+                    .args(["--pid", "--fork", "--mount-proc"])
+                    .arg(podvisor_bin())
+                    .arg("--install-to")
+                    .arg(dir)
+                    .output()
+                    .expect("run unshare")
+            })
+        })
+        .collect();
+    for run in runs {
+        let out = run.join().expect("install thread");
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("installed"),
+            "{out:?}"
+        );
+    }
+    assert_eq!(
+        fs::read(tmp.path().join("podvisor")).expect("read"),
+        fs::read(podvisor_bin()).expect("read")
+    );
+    assert!(
+        strays(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        strays(tmp.path())
+    );
+}

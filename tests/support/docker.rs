@@ -241,20 +241,20 @@ impl Cleanup {
     }
 
     /// `docker run --rm ARGS...` in a fresh labelled container, bounded; the result.
-    pub fn run(&mut self, args: &[&str]) -> Done {
+    pub fn run<S: AsRef<str>>(&mut self, args: &[S]) -> Done {
         let name = self.container("run");
         let mut all: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), name];
         all.extend(label_args());
-        all.extend(args.iter().map(|s| s.to_string()));
+        all.extend(args.iter().map(|s| s.as_ref().to_string()));
         docker(&all, Duration::from_secs(120))
     }
 
     /// `docker run -d --name NAME ARGS...` (NAME from [`Cleanup::container`]); panics with the
     /// output if it cannot start.
-    pub fn start(&mut self, name: &str, args: &[&str]) {
+    pub fn start<S: AsRef<str>>(&mut self, name: &str, args: &[S]) {
         let mut all: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
         all.extend(label_args());
-        all.extend(args.iter().map(|s| s.to_string()));
+        all.extend(args.iter().map(|s| s.as_ref().to_string()));
         docker(&all, Duration::from_secs(60)).expect_ok();
     }
 
@@ -317,7 +317,14 @@ fn sweep_once() {
     static SWEPT: OnceLock<()> = OnceLock::new();
     SWEPT.get_or_init(|| {
         let t = Duration::from_secs(60);
-        let dead = |pid: &str| !Path::new("/proc").join(pid.trim()).exists();
+        // Gone, or a zombie nobody has reaped yet (its /proc entry stays until then).
+        let dead = |pid: &str| {
+            let stat = fs::read_to_string(Path::new("/proc").join(pid.trim()).join("stat"));
+            stat.map_or(true, |s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+        };
         let list = |args: &[&str]| -> Vec<(String, String)> {
             let mut cmd = Command::new("docker");
             cmd.args(args);
@@ -351,10 +358,23 @@ fn sweep_once() {
             &["network", "rm"],
             list(&["network", "ls", "--filter", &filter, "--format", &fmt]),
         );
-        rm(
-            &["rmi", "-f"],
-            list(&["images", "--filter", &filter, "--format", &fmt]),
-        );
+        // `docker images --format` has no .Label: list by label, then read each one's value.
+        let images: Vec<(String, String)> = {
+            let mut cmd = Command::new("docker");
+            cmd.args(["images", "-q", "--filter", &filter]);
+            bounded(cmd, t)
+                .stdout
+                .lines()
+                .filter_map(|id| {
+                    let mut cmd = Command::new("docker");
+                    let fmt = format!("{{{{index .Config.Labels \"{LABEL}\"}}}}");
+                    cmd.args(["image", "inspect", "-f", &fmt, id]);
+                    let pid = bounded(cmd, t).stdout.trim().to_string();
+                    dead(&pid).then(|| (id.to_string(), pid))
+                })
+                .collect()
+        };
+        rm(&["rmi", "-f"], images);
     });
 }
 
@@ -378,37 +398,46 @@ pub fn binary_context() -> TempDir {
     ctx
 }
 
+// Every build passes --force-rm: the legacy builder otherwise keeps the container of a failed
+// RUN step (and its image) around. And --no-cache: tests build in parallel, and with shared
+// cached layers one test's `rmi` of its image deletes the untagged parent layer another test's
+// build is just reusing ("No such image: sha256:...").
+
 /// Builds docker/Dockerfile's `prebuilt` stage (the image from a binary built outside Docker)
 /// and returns its tag.
 pub fn podvisor_image(cleanup: &mut Cleanup) -> String {
-    let tag = cleanup.image("podvisor");
     let ctx = binary_context();
     let dockerfile = repo_root().join("docker").join("Dockerfile");
-    let mut args: Vec<String> = vec![
-        "build".into(),
-        "-q".into(),
-        "--target".into(),
-        "prebuilt".into(),
-    ];
-    args.extend(label_args());
-    args.extend(["-f".into(), dockerfile.display().to_string()]);
-    args.extend(["-t".into(), tag.clone()]);
-    args.push(ctx.path().display().to_string());
-    docker(&args, Duration::from_secs(300)).expect_ok();
-    tag
+    build_image(
+        cleanup,
+        "podvisor",
+        &dockerfile,
+        ctx.path(),
+        &[],
+        Some("prebuilt"),
+    )
 }
 
-/// Builds `dockerfile` with `context` and build args; returns the tag.
+/// Builds `dockerfile` (up to stage `target`) with `context` and build args; returns the tag.
 pub fn build_image(
     cleanup: &mut Cleanup,
     tag: &str,
     dockerfile: &Path,
     context: &Path,
     build_args: &[(&str, &str)],
+    target: Option<&str>,
 ) -> String {
     let tag = cleanup.image(tag);
-    let mut args: Vec<String> = vec!["build".into(), "-q".into()];
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "-q".into(),
+        "--force-rm".into(),
+        "--no-cache".into(),
+    ];
     args.extend(label_args());
+    if let Some(target) = target {
+        args.extend(["--target".into(), target.into()]);
+    }
     for (k, v) in build_args {
         args.extend(["--build-arg".into(), format!("{k}={v}")]);
     }

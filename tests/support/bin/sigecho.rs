@@ -112,17 +112,43 @@ fn say(name: &Option<String>, text: &str) {
     let _ = out.flush();
 }
 
+/// /proc/self/status as it was before Rust's runtime started (it ignores SIGPIPE before main).
+static mut EARLY_STATUS: [u8; 8192] = [0; 8192];
+static mut EARLY_LEN: usize = 0;
+
+extern "C" fn capture_status() {
+    // SAFETY: runs once from .init_array, before main and before any thread; plain syscalls.
+    unsafe {
+        let fd = libc::open(c"/proc/self/status".as_ptr(), libc::O_RDONLY);
+        if fd >= 0 {
+            let buf = std::ptr::addr_of_mut!(EARLY_STATUS);
+            let n = libc::read(fd, buf.cast(), 8192);
+            if n > 0 {
+                EARLY_LEN = n as usize;
+            }
+            libc::close(fd);
+        }
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CAPTURE_STATUS: extern "C" fn() = capture_status;
+
 fn status_lines() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
+    // SAFETY: written once before main, only read afterwards.
+    let text = unsafe {
+        let buf = &*std::ptr::addr_of!(EARLY_STATUS);
+        String::from_utf8_lossy(&buf[..EARLY_LEN]).into_owned()
+    };
+    text.lines()
         .filter(|l| l.starts_with("SigBlk:") || l.starts_with("SigIgn:"))
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
 }
 
 fn main() {
-    // Read before anything here changes it: this is what podvisor handed over.
+    // Read before anything here changed it: this is what podvisor handed over.
     let status = status_lines();
     let o = options();
     if let Some(sig) = o.raise {

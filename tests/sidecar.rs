@@ -1,0 +1,136 @@
+//! The sidecar role: a stop from outside (SIGTERM, the kubelet) or from an until-condition
+//! becomes `--stop-signal`, then SIGKILL after the grace period, and counts as success.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use support::pod::{Container, Pod};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A child that reports QUIT and TERM on stdout and exits with 3 and 4 for them.
+const REPORTER: &str = "trap 'echo got-QUIT; exit 3' QUIT; trap 'echo got-TERM; exit 4' TERM; \
+                        echo ready; while :; do sleep 0.05; done";
+
+/// The reporter got QUIT (not TERM), and its exit after the stop counted as success.
+fn stopped_with_quit(pod: &Pod, side: &mut Container) {
+    side.assert_exit(0, LONG, &[]);
+    let out = side.stdout();
+    assert!(
+        out.contains("got-QUIT") && !out.contains("got-TERM"),
+        "{}",
+        side.explain()
+    );
+    pod.assert_nothing_left(&[side]);
+}
+
+#[test]
+fn sigterm_becomes_the_stop_signal_and_exit_0() {
+    let pod = Pod::new("sc-stop");
+    let mut side = pod.start(
+        "sidecar",
+        &["--sidecar", "--stop-signal", "QUIT", "--sh", REPORTER],
+    );
+    side.wait_for_line("ready", LONG);
+    side.signal(libc::SIGTERM);
+    stopped_with_quit(&pod, &mut side);
+}
+
+#[test]
+fn without_sidecar_sigterm_is_forwarded_and_the_status_kept() {
+    let pod = Pod::new("sc-plain");
+    let mut plain = pod.start("plain", &["--sh", REPORTER]);
+    plain.wait_for_line("ready", LONG);
+    plain.signal(libc::SIGTERM);
+    plain.assert_exit(4, LONG, &[]);
+    assert!(plain.stdout().contains("got-TERM"), "{}", plain.explain());
+    pod.assert_nothing_left(&[&plain]);
+}
+
+#[test]
+fn a_child_ignoring_the_stop_is_killed_after_the_grace_period_and_that_is_success() {
+    let pod = Pod::new("sc-grace");
+    let mut side = pod.start(
+        "sidecar",
+        &[
+            "--sidecar",
+            "--grace-period",
+            "500ms",
+            "--sh",
+            "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    side.wait_for_line("ready", LONG);
+    let t = Instant::now();
+    side.signal(libc::SIGTERM);
+    side.assert_exit(0, LONG, &[]);
+    let took = side.ended.map_or(Duration::ZERO, |e| e - t);
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "SIGKILL after the 500ms grace period, ended after {took:?}\n{}",
+        side.explain()
+    );
+    assert!(side.stderr().contains("SIGKILL"), "{}", side.explain());
+    pod.assert_nothing_left(&[&side]);
+}
+
+#[test]
+fn a_child_dying_on_its_own_returns_its_real_status() {
+    let pod = Pod::new("sc-own");
+    let mut exits = pod.start("exits", &["--sidecar", "--", "sh", "-c", "exit 3"]);
+    exits.assert_exit(3, LONG, &[]);
+    let mut killed = pod.start("killed", &["--sidecar", "--sh", "kill -KILL $$"]);
+    killed.assert_exit(137, LONG, &[]);
+    pod.assert_nothing_left(&[&exits, &killed]);
+}
+
+#[test]
+fn an_until_condition_stops_with_the_stop_signal() {
+    let pod = Pod::new("sc-until");
+    let done = pod.ws("done");
+    let mut side = pod.start(
+        "sidecar",
+        &[
+            "--until-file",
+            &done,
+            "--stop-signal",
+            "QUIT",
+            "--sh",
+            REPORTER,
+        ],
+    );
+    side.wait_for_line("ready", LONG);
+    std::fs::write(&done, "").unwrap();
+    stopped_with_quit(&pod, &mut side);
+}
+
+#[test]
+fn sigterm_during_the_wait_phase_of_a_sidecar_is_a_clean_stop() {
+    let pod = Pod::new("sc-wait");
+    let never = pod.ws("never");
+    let args = [
+        "--wait-file",
+        &never,
+        "--timeout",
+        "0",
+        "--",
+        "echo",
+        "SHOULD-NOT-RUN",
+    ];
+    let mut side = pod.start("sidecar", &[&["--sidecar"], &args[..]].concat());
+    let mut plain = pod.start("plain", &args);
+    side.wait_for_line("waiting for", LONG);
+    plain.wait_for_line("waiting for", LONG);
+    side.signal(libc::SIGTERM);
+    plain.signal(libc::SIGTERM);
+    side.assert_exit(0, LONG, &[]);
+    plain.assert_exit(143, LONG, &[]);
+    assert!(
+        !side.stdout().contains("SHOULD-NOT-RUN"),
+        "{}",
+        side.explain()
+    );
+    pod.assert_nothing_left(&[&side, &plain]);
+}
