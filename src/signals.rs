@@ -140,9 +140,9 @@ pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
     }
     let handled = handled(&sources(rewrites));
     for &s in &handled {
-        if s != libc::SIGCHLD {
-            set_default(s);
-        }
+        // SIGCHLD too: inherited as SIG_IGN it would make the kernel reap our children itself
+        // (waitpid(2): ECHILD), and the step's status would be lost.
+        set_default(s);
     }
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(&handled)), None)?;
     Ok(())
