@@ -399,7 +399,9 @@ pub fn binary_context() -> TempDir {
 }
 
 // Every build passes --force-rm: the legacy builder otherwise keeps the container of a failed
-// RUN step (and its image) around.
+// RUN step (and its image) around. And --no-cache: tests build in parallel, and with shared
+// cached layers one test's `rmi` of its image deletes the untagged parent layer another test's
+// build is just reusing ("No such image: sha256:...").
 
 /// Builds docker/Dockerfile's `prebuilt` stage (the image from a binary built outside Docker)
 /// and returns its tag.
@@ -426,7 +428,12 @@ pub fn build_image(
     target: Option<&str>,
 ) -> String {
     let tag = cleanup.image(tag);
-    let mut args: Vec<String> = vec!["build".into(), "-q".into(), "--force-rm".into()];
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "-q".into(),
+        "--force-rm".into(),
+        "--no-cache".into(),
+    ];
     args.extend(label_args());
     if let Some(target) = target {
         args.extend(["--target".into(), target.into()]);
