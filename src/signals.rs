@@ -44,11 +44,38 @@ fn is_job_control(signo: i32) -> bool {
     [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&signo)
 }
 
-/// Every signal podvisor reads from its signalfd (forwarded, CHLD, job control).
-fn handled() -> Vec<i32> {
+/// Signals that cannot be read here: KILL and STOP cannot be blocked, and a blocked synchronous
+/// fault would turn a crash into a hang.
+fn unreadable(signo: i32) -> bool {
+    [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ]
+    .contains(&signo)
+}
+
+/// Every signal podvisor reads from its signalfd: forwarded, CHLD, job control, and the sources
+/// of `--rewrite-signal` (so that e.g. `PWR:TERM`, LXC's way to stop an init, works).
+fn handled(rewritten: &[i32]) -> Vec<i32> {
     (1..=libc::SIGRTMAX())
-        .filter(|&s| is_forwarded(s) || is_job_control(s) || s == libc::SIGCHLD)
+        .filter(|&s| {
+            is_forwarded(s)
+                || is_job_control(s)
+                || s == libc::SIGCHLD
+                || (rewritten.contains(&s) && !unreadable(s))
+        })
         .collect()
+}
+
+/// The FROM side of every `--rewrite-signal`.
+fn sources(rewrites: &[(i32, i32)]) -> Vec<i32> {
+    rewrites.iter().map(|&(from, _)| from).collect()
 }
 
 fn sigset(signals: &[i32]) -> SigSet {
@@ -64,16 +91,25 @@ fn sigset(signals: &[i32]) -> SigSet {
 }
 
 /// Blocks every handled signal in the calling thread; call before any thread or child exists.
-/// Also resets dispositions podvisor may have inherited as "ignored" (nohup, some CI agents), so
-/// that the child starts from the defaults.
-pub fn block() -> io::Result<()> {
-    for s in handled() {
+/// Also puts them back to their default disposition: podvisor may have inherited some as ignored
+/// (nohup, some CI agents), and an ignored signal that is not blocked would be lost.
+pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
+    for &(from, _) in rewrites {
+        if unreadable(from) || from == libc::SIGCHLD {
+            tracing::warn!(
+                "--rewrite-signal {}: podvisor cannot take this signal, it is never rewritten",
+                name(from)
+            );
+        }
+    }
+    let handled = handled(&sources(rewrites));
+    for &s in &handled {
         if s != libc::SIGCHLD {
             // SAFETY: SIG_DFL installs no handler; failures (e.g. invalid numbers) are harmless.
             unsafe { libc::signal(s, libc::SIG_DFL) };
         }
     }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(&handled())), None)?;
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(&handled)), None)?;
     Ok(())
 }
 
@@ -84,22 +120,37 @@ pub struct Received {
     pub signo: i32,
     /// The sender's pid, as the kernel reports it.
     pub sender: i32,
+    /// siginfo's si_code: SI_USER for kill(2), SI_KERNEL for the terminal's Ctrl-C, ...
+    pub code: i32,
+}
+
+impl Received {
+    /// A signal the terminal driver sent to its whole foreground process group (Ctrl-C,
+    /// Ctrl-\, a window resize): whoever shares that group with podvisor has it already.
+    pub fn from_terminal(&self) -> bool {
+        self.code == libc::SI_KERNEL
+            && [libc::SIGINT, libc::SIGQUIT, libc::SIGWINCH].contains(&self.signo)
+    }
 }
 
 /// The readable end of all blocked signals.
 pub struct SignalSource {
     fd: AsyncFd<Owned<SignalFd>>,
+    /// Sources of `--rewrite-signal`: job-control stops among them are passed on, not dropped.
+    rewritten: Vec<i32>,
 }
 
 impl SignalSource {
-    /// Opens the signalfd; `block()` must have run first.
-    pub fn open() -> io::Result<Self> {
+    /// Opens the signalfd; `block()` must have run first, with the same rewrites.
+    pub fn open(rewrites: &[(i32, i32)]) -> io::Result<Self> {
+        let rewritten = sources(rewrites);
         let sfd = SignalFd::with_flags(
-            &sigset(&handled()),
+            &sigset(&handled(&rewritten)),
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )?;
         Ok(Self {
             fd: fdio::readable(sfd)?,
+            rewritten,
         })
     }
 
@@ -112,8 +163,9 @@ impl SignalSource {
                     let got = Received {
                         signo: info.ssi_signo as i32,
                         sender: info.ssi_pid as i32,
+                        code: info.ssi_code,
                     };
-                    if is_job_control(got.signo) {
+                    if is_job_control(got.signo) && !self.rewritten.contains(&got.signo) {
                         tracing::debug!("ignoring {} sent to podvisor itself", name(got.signo));
                         continue;
                     }

@@ -221,3 +221,49 @@ fn no_such_process_when_forwarding_is_a_debug_line() {
         f.explain()
     );
 }
+
+#[test]
+fn rewrite_takes_signals_that_are_otherwise_not_forwarded() {
+    // LXC stops an init with SIGPWR; a stop (TSTP) can become something the step understands.
+    let cmd = podvisor_sigecho(
+        &[
+            "--grace-period",
+            "60s",
+            "--rewrite-signal",
+            "PWR:TERM",
+            "--rewrite-signal",
+            "TSTP:USR1",
+        ],
+        &["--exit-on", &exit_on_sentinel()],
+    );
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    s.signal(libc::SIGPWR);
+    s.expect("SIGTERM");
+    s.signal(libc::SIGTSTP);
+    s.expect("SIGUSR1");
+    s.signal(sentinel());
+    s.finish(Duration::from_secs(15))
+        .assert_code(0)
+        .assert_stderr_has("forwarding SIGPWR to the child as SIGTERM");
+}
+
+#[test]
+fn rewriting_a_signal_podvisor_cannot_take_is_a_warning() {
+    let cmd = podvisor_sigecho(
+        &[
+            "--rewrite-signal",
+            "SEGV:TERM",
+            "--rewrite-signal",
+            "CHLD:TERM",
+        ],
+        &["--exit-on", "SIGUSR1:0"],
+    );
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    s.signal(libc::SIGUSR1);
+    s.finish(Duration::from_secs(15))
+        .assert_code(0)
+        .assert_stderr_has("--rewrite-signal SIGSEGV: podvisor cannot take this signal")
+        .assert_stderr_has("--rewrite-signal SIGCHLD: podvisor cannot take this signal");
+}
