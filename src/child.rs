@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND};
 use crate::reaper::Reaper;
+use crate::signals;
 
 /// Why COMMAND could not start: exit code 126 or 127 and a line naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,14 +99,14 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
         cmd.arg0(arg0);
     }
     cmd.args(argv.iter().skip(1));
+    // Built here: the child between fork and exec must not allocate.
+    let everything = signals::raw_sigset(1..=64);
     // SAFETY: only async-signal-safe libc calls on local data, no allocation.
     unsafe {
         cmd.pre_exec(move || {
-            let mut set = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigfillset(&mut set);
             // Everything blocked first: SIGTTOU until the terminal is ours, and any signal aimed
             // at podvisor's group while we still belonged to it.
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            libc::sigprocmask(libc::SIG_SETMASK, &everything, std::ptr::null_mut());
             if group && libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -113,8 +114,9 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
             if foreground {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            let mut empty = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             Ok(())
         });
     }
@@ -125,7 +127,7 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
 ///
 /// Handlers do not survive exec, but "ignored" does: std resets only SIGPIPE, and podvisor may
 /// itself have been started with signals ignored (`nohup`, CI agents, a parent's SIG_IGN; glibc's
-/// posix_spawn even leaves its two internal real-time signals ignored in what it starts).
+/// posix_spawn even leaves its two reserved real-time signals ignored in what it starts).
 /// Passing through SIG_IGN first also discards anything still pending from the moment between
 /// fork and setpgid, when a signal sent to podvisor's whole group reached this child too: the
 /// child gets exactly the signals podvisor forwards (sigaction(2): setting SIG_IGN discards a
@@ -134,22 +136,13 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
 /// # Safety
 /// Call only in the forked child: it changes process-wide signal state.
 unsafe fn reset_dispositions() {
-    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask, whatever the
-    // architecture's field order.
-    let default = [0u64; 4];
     for signo in 1..=64 {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
+        // The libc refuses its reserved signals here (EINVAL); nothing is sent to those.
         libc::signal(signo, libc::SIG_IGN);
-        // Raw rt_sigaction: glibc's signal() refuses (EINVAL) the two signals it reserves.
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            signo,
-            default.as_ptr(),
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
+        signals::set_default(signo);
     }
 }
 

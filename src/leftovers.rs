@@ -19,28 +19,38 @@ use crate::config::Config;
 use crate::reaper::Reaper;
 use crate::signals::{self, Received};
 
-/// Terminates and reaps every leftover process.
+/// Terminates and reaps every leftover process. `deadline` is the SIGKILL time of a grace period
+/// already running (a terminating signal came before the child ended): leftovers get no more
+/// than what is left of it, so that podvisor ends within the one grace period it was given
+/// (and before Kubernetes' own SIGKILL, when --grace-period is set below it).
 pub async fn terminate(
     child: &Child,
     config: &Config,
     reaper: &Reaper,
     signals: &mut UnboundedReceiver<Received>,
+    deadline: Option<Instant>,
 ) {
     let mut sweep = Sweep {
         group: child.group.then_some(child.pid.as_raw()),
         me: std::process::id() as i32,
         seen: HashSet::new(),
         started: false,
+        blind: false,
     };
     if !reaper.reap().children_left && !sweep.group_alive() {
         return;
     }
     sweep.run(libc::SIGTERM);
-    tracing::info!(
-        "terminating {} leftover process(es) with SIGTERM",
-        sweep.seen.len()
-    );
-    let kill_at = Instant::now() + config.grace_period;
+    // Only zombies left (already exited, just not reaped yet) is nothing to report.
+    let report = !sweep.seen.is_empty() || sweep.blind;
+    if report {
+        tracing::info!(
+            "terminating {} leftover process(es) with SIGTERM",
+            sweep.seen.len()
+        );
+    }
+    let fresh = Instant::now() + config.grace_period;
+    let kill_at = deadline.map_or(fresh, |d| d.min(fresh));
     let mut killed = false;
     loop {
         tokio::select! {
@@ -63,7 +73,9 @@ pub async fn terminate(
         }
         sweep.run(if killed { libc::SIGKILL } else { libc::SIGTERM });
     }
-    tracing::info!("leftovers terminated ({})", sweep.seen.len());
+    if report || !sweep.seen.is_empty() {
+        tracing::info!("leftovers terminated ({})", sweep.seen.len());
+    }
 }
 
 /// Signals what the step left; each process gets SIGTERM once, SIGKILL as often as needed.
@@ -76,6 +88,8 @@ struct Sweep {
     seen: HashSet<i32>,
     /// The group-wide (and, as PID 1, namespace-wide) SIGTERM went out.
     started: bool,
+    /// /proc is not this PID namespace's: leftovers are signalled but cannot be counted.
+    blind: bool,
 }
 
 impl Sweep {
@@ -86,6 +100,7 @@ impl Sweep {
     fn run(&mut self, signo: i32) {
         // Found before the group-wide kill: a process born in between gets that signal anyway.
         let found = self.find();
+        self.blind = found.is_none();
         let first = !self.started;
         self.started = true;
         let wide = first || signo == libc::SIGKILL;

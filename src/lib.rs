@@ -59,7 +59,7 @@ pub fn run(config: Config) -> Outcome {
             Err(e) => Outcome::Error(e),
         };
     }
-    if let Err(e) = signals::block() {
+    if let Err(e) = signals::block(&config.rewrites) {
         return Outcome::Error(format!("cannot block signals: {e}"));
     }
     if std::process::id() != 1 {
@@ -116,7 +116,7 @@ async fn run_async(config: &Config) -> Outcome {
 /// Signals and reaping, then the steps; every way out of here is recorded by the marker.
 async fn start(config: &Config, report: &mut Report) -> Outcome {
     let reaper = Reaper::new();
-    let source = match signals::SignalSource::open() {
+    let source = match signals::SignalSource::open(&config.rewrites) {
         Ok(s) => s,
         Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),
     };

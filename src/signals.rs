@@ -18,6 +18,14 @@ use tokio::sync::mpsc;
 use crate::fdio::{self, Owned};
 use crate::reaper::Reaper;
 
+/// The first real-time signal as podvisor names and forwards it: 34, glibc's SIGRTMIN and what
+/// `kill -l` shows. musl's SIGRTMIN is 35 (it keeps 34 for itself), and the static image is built
+/// with musl: a step or agent built with glibc still sends 34 for "SIGRTMIN", and it must be
+/// forwarded, not kill podvisor. podvisor uses none of the libc's internal signals.
+pub fn rtmin() -> i32 {
+    libc::SIGRTMIN().min(34)
+}
+
 /// Signals relayed to the child: HUP INT QUIT TERM USR1 USR2 WINCH CONT ALRM and the real-time ones.
 pub fn is_forwarded(signo: i32) -> bool {
     const FORWARDED: [i32; 9] = [
@@ -31,7 +39,7 @@ pub fn is_forwarded(signo: i32) -> bool {
         libc::SIGCONT,
         libc::SIGALRM,
     ];
-    FORWARDED.contains(&signo) || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo)
+    FORWARDED.contains(&signo) || (rtmin()..=libc::SIGRTMAX()).contains(&signo)
 }
 
 /// Signals that ask the step to end; they start the grace period and cancel the wait phase.
@@ -44,36 +52,99 @@ fn is_job_control(signo: i32) -> bool {
     [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&signo)
 }
 
-/// Every signal podvisor reads from its signalfd (forwarded, CHLD, job control).
-fn handled() -> Vec<i32> {
+/// Signals that cannot be read here: KILL and STOP cannot be blocked, and a blocked synchronous
+/// fault would turn a crash into a hang.
+fn unreadable(signo: i32) -> bool {
+    [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ]
+    .contains(&signo)
+}
+
+/// Every signal podvisor reads from its signalfd: forwarded, CHLD, job control, and the sources
+/// of `--rewrite-signal` (so that e.g. `PWR:TERM`, LXC's way to stop an init, works).
+fn handled(rewritten: &[i32]) -> Vec<i32> {
     (1..=libc::SIGRTMAX())
-        .filter(|&s| is_forwarded(s) || is_job_control(s) || s == libc::SIGCHLD)
+        .filter(|&s| {
+            is_forwarded(s)
+                || is_job_control(s)
+                || s == libc::SIGCHLD
+                || (rewritten.contains(&s) && !unreadable(s))
+        })
         .collect()
 }
 
+/// The FROM side of every `--rewrite-signal`.
+fn sources(rewrites: &[(i32, i32)]) -> Vec<i32> {
+    rewrites.iter().map(|&(from, _)| from).collect()
+}
+
 fn sigset(signals: &[i32]) -> SigSet {
-    // SAFETY: sigemptyset/sigaddset only write into the local set; RT signals have no nix name.
+    // SAFETY: a sigset_t is plain data; RT signals have no nix name.
+    unsafe { SigSet::from_sigset_t_unchecked(raw_sigset(signals.iter().copied())) }
+}
+
+/// A sigset_t with these signals (1..=64), written bit by bit: musl's sigaddset and sigfillset
+/// refuse the signals it reserves (32-34), and 34 is glibc's SIGRTMIN, which podvisor forwards.
+/// Allocation-free, so a forked child may call it too.
+pub fn raw_sigset(signals: impl IntoIterator<Item = i32>) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, at least 64 bits and u64-aligned on Linux (glibc and musl);
+    // the kernel reads bit N-1 of its first word for signal N.
     unsafe {
         let mut raw = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut raw);
-        for &s in signals {
-            libc::sigaddset(&mut raw, s);
+        let word = (&mut raw as *mut libc::sigset_t).cast::<u64>();
+        for s in signals.into_iter().filter(|s| (1..=64).contains(s)) {
+            *word |= 1u64 << (s - 1);
         }
-        SigSet::from_sigset_t_unchecked(raw)
+        raw
+    }
+}
+
+/// Puts `signo` back to SIG_DFL with the raw syscall: the libc wrappers refuse their reserved
+/// signals (glibc 32-33, musl 32-34). Async-signal-safe.
+pub fn set_default(signo: i32) {
+    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask, whatever the
+    // architecture's field order.
+    let default = [0u64; 4];
+    // SAFETY: rt_sigaction with a valid, fully initialised struct and no old-action pointer;
+    // failures (KILL, STOP, out of range) change nothing.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo,
+            default.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
     }
 }
 
 /// Blocks every handled signal in the calling thread; call before any thread or child exists.
-/// Also resets dispositions podvisor may have inherited as "ignored" (nohup, some CI agents), so
-/// that the child starts from the defaults.
-pub fn block() -> io::Result<()> {
-    for s in handled() {
-        if s != libc::SIGCHLD {
-            // SAFETY: SIG_DFL installs no handler; failures (e.g. invalid numbers) are harmless.
-            unsafe { libc::signal(s, libc::SIG_DFL) };
+/// Also puts them back to their default disposition: podvisor may have inherited some as ignored
+/// (nohup, some CI agents), and an ignored signal that is not blocked would be lost.
+pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
+    for &(from, _) in rewrites {
+        if unreadable(from) || from == libc::SIGCHLD {
+            tracing::warn!(
+                "--rewrite-signal {}: podvisor cannot take this signal, it is never rewritten",
+                name(from)
+            );
         }
     }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(&handled())), None)?;
+    let handled = handled(&sources(rewrites));
+    for &s in &handled {
+        if s != libc::SIGCHLD {
+            set_default(s);
+        }
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(&handled)), None)?;
     Ok(())
 }
 
@@ -84,22 +155,37 @@ pub struct Received {
     pub signo: i32,
     /// The sender's pid, as the kernel reports it.
     pub sender: i32,
+    /// siginfo's si_code: SI_USER for kill(2), SI_KERNEL for the terminal's Ctrl-C, ...
+    pub code: i32,
+}
+
+impl Received {
+    /// A signal the terminal driver sent to its whole foreground process group (Ctrl-C,
+    /// Ctrl-\, a window resize): whoever shares that group with podvisor has it already.
+    pub fn from_terminal(&self) -> bool {
+        self.code == libc::SI_KERNEL
+            && [libc::SIGINT, libc::SIGQUIT, libc::SIGWINCH].contains(&self.signo)
+    }
 }
 
 /// The readable end of all blocked signals.
 pub struct SignalSource {
     fd: AsyncFd<Owned<SignalFd>>,
+    /// Sources of `--rewrite-signal`: job-control stops among them are passed on, not dropped.
+    rewritten: Vec<i32>,
 }
 
 impl SignalSource {
-    /// Opens the signalfd; `block()` must have run first.
-    pub fn open() -> io::Result<Self> {
+    /// Opens the signalfd; `block()` must have run first, with the same rewrites.
+    pub fn open(rewrites: &[(i32, i32)]) -> io::Result<Self> {
+        let rewritten = sources(rewrites);
         let sfd = SignalFd::with_flags(
-            &sigset(&handled()),
+            &sigset(&handled(&rewritten)),
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )?;
         Ok(Self {
             fd: fdio::readable(sfd)?,
+            rewritten,
         })
     }
 
@@ -112,8 +198,9 @@ impl SignalSource {
                     let got = Received {
                         signo: info.ssi_signo as i32,
                         sender: info.ssi_pid as i32,
+                        code: info.ssi_code,
                     };
-                    if is_job_control(got.signo) {
+                    if is_job_control(got.signo) && !self.rewritten.contains(&got.signo) {
                         tracing::debug!("ignoring {} sent to podvisor itself", name(got.signo));
                         continue;
                     }
@@ -153,7 +240,7 @@ pub fn pump(mut source: SignalSource, reaper: Arc<Reaper>) -> mpsc::UnboundedRec
 
 /// `SIGTERM`, `SIGRTMIN+3`, or the number for anything else.
 pub fn name(signo: i32) -> String {
-    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let (min, max) = (rtmin(), libc::SIGRTMAX());
     if signo == min {
         return "SIGRTMIN".into();
     }
@@ -187,12 +274,10 @@ pub fn parse(text: &str) -> Result<i32, String> {
             rest.parse::<i32>().ok()?
         };
         let n = base + sign * off;
-        (libc::SIGRTMIN()..=libc::SIGRTMAX())
-            .contains(&n)
-            .then_some(n)
+        (rtmin()..=libc::SIGRTMAX()).contains(&n).then_some(n)
     };
     let found = if let Some(rest) = bare.strip_prefix("RTMIN") {
-        rt(rest.strip_prefix('+').unwrap_or(rest), libc::SIGRTMIN(), 1)
+        rt(rest.strip_prefix('+').unwrap_or(rest), rtmin(), 1)
     } else if let Some(rest) = bare.strip_prefix("RTMAX") {
         rt(rest.strip_prefix('-').unwrap_or(rest), libc::SIGRTMAX(), -1)
     } else {

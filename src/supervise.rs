@@ -69,7 +69,7 @@ pub async fn supervise(
     tracing::info!("child ended ({})", describe(end));
     // Hand the terminal back before anything else can print.
     drop(child.terminal.take());
-    leftovers::terminate(&child, config, reaper, signals).await;
+    leftovers::terminate(&child, config, reaper, signals, state.kill_at).await;
     if state.stopping {
         Outcome::Stopped(end)
     } else {
@@ -86,8 +86,19 @@ fn on_signal(got: Received, child: &Child, config: &Config, state: &mut State) {
         stop(child, config, state);
         return;
     }
-    if !signals::is_forwarded(got.signo) {
+    let rewritten = config.rewrites.iter().any(|&(from, _)| from == got.signo);
+    if !signals::is_forwarded(got.signo) && !rewritten {
         tracing::debug!("{} is not forwarded", signals::name(got.signo));
+        return;
+    }
+    if !child.group && got.from_terminal() {
+        // --no-group: the child shares podvisor's group, so the terminal signalled it too.
+        // Forwarding would deliver Ctrl-C twice, and would start a grace period that kills an
+        // interactive shell (which ignores SIGINT) for pressing Ctrl-C.
+        tracing::debug!(
+            "{} from the terminal reached the child directly (--no-group)",
+            signals::name(got.signo)
+        );
         return;
     }
     let to = config.rewrite(got.signo);

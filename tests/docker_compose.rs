@@ -18,12 +18,13 @@ fn compose_example_runs_the_whole_life_cycle() {
     let project = docker::unique("compose");
     cleanup.compose(&file, &project);
 
-    // Built first with --force-rm, so that a failed RUN leaves no container behind.
+    // Built first with --force-rm, so that a failed RUN leaves no container behind, and
+    // --no-cache, so that no layer is shared with another test's images (see build_image).
     let mut build = docker::compose_command();
     build
         .arg("-f")
         .arg(&file)
-        .args(["-p", &project, "build", "--force-rm"])
+        .args(["-p", &project, "build", "--force-rm", "--no-cache"])
         .env("EXAMPLE_PODVISOR_IMAGE", &podvisor)
         .env("EXAMPLE_BASE_IMAGE", &base);
     docker::bounded(build, Duration::from_secs(300)).expect_ok();

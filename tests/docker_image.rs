@@ -64,7 +64,8 @@ fn localhost_and_hosts_names_resolve_in_the_empty_image() {
     let mut cleanup = Cleanup::new();
     let image = docker::podvisor_image(&mut cleanup);
     // Without a listener the check fails at once, and the last error names the loopback
-    // address it tried: proof that the name was resolved (from the /etc/hosts Docker mounts).
+    // address it tried: proof that the name was resolved (localhost: loopback by RFC 6761;
+    // sidecar.test: only in the /etc/hosts Docker mounts, from --add-host).
     for host in ["localhost", "sidecar.test"] {
         let target = format!("{host}:9");
         let done = cleanup.run(&[
@@ -105,7 +106,15 @@ fn install_to_a_volume_from_the_empty_image() {
     );
 
     // Another container of the pod (another image, another UID) runs the copy.
-    let want = std::fs::read(docker::static_binary()).expect("read the static binary");
+    let mut sum = std::process::Command::new("sha256sum");
+    sum.arg(docker::static_binary());
+    let sum = docker::bounded(sum, std::time::Duration::from_secs(30));
+    let want = sum
+        .expect_ok()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let check = cleanup.run(&[
         "-v",
         &mount,
@@ -114,15 +123,15 @@ fn install_to_a_volume_from_the_empty_image() {
         &base,
         "sh",
         "-c",
-        "stat -c %a /workspace/bin/podvisor && wc -c </workspace/bin/podvisor \
+        "stat -c %a /workspace/bin/podvisor && sha256sum </workspace/bin/podvisor \
              && /workspace/bin/podvisor --version",
     ]);
     let out = check.expect_ok();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"755"), "\n{}", check.explain());
     assert_eq!(
-        lines.get(1).map(|l| l.trim()),
-        Some(&*want.len().to_string()),
+        lines.get(1).and_then(|l| l.split_whitespace().next()),
+        Some(want.as_str()),
         "\n{}",
         check.explain()
     );
@@ -166,6 +175,98 @@ fn static_binary_in_an_empty_root_resolves_localhost() {
     assert!(
         done.elapsed < std::time::Duration::from_secs(3),
         "slow: a DNS query?\n{}",
+        done.explain()
+    );
+}
+
+/// A DNS server for one test: answers every A query with 127.0.0.1 and every other query with
+/// no records, on `ip:53` (UDP), until the returned flag is set.
+fn tiny_dns(
+    ip: &str,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<usize>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sock = std::net::UdpSocket::bind((ip, 53))
+        .unwrap_or_else(|e| panic!("cannot bind {ip}:53 for the test DNS server: {e}"));
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .expect("read timeout");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let server = std::thread::spawn(move || {
+        let mut answered = 0;
+        let mut buf = [0u8; 512];
+        while !flag.load(Ordering::SeqCst) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            // Header (12 bytes), then one question: name labels, a zero byte, type, class.
+            let Some(end) = buf[12..n].iter().position(|&b| b == 0).map(|p| 12 + p + 5) else {
+                continue;
+            };
+            if end > n {
+                continue;
+            }
+            let is_a = buf[end - 4..end - 2] == [0, 1];
+            let mut reply = buf[..end].to_vec();
+            reply[2] = 0x81; // response, recursion desired
+            reply[3] = 0x80; // recursion available, NOERROR
+            reply[6..12].copy_from_slice(&[0, is_a as u8, 0, 0, 0, 0]);
+            if is_a {
+                // Name: pointer to the question; type A, class IN, TTL 5, 4 bytes: 127.0.0.1.
+                reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 127, 0, 0, 1]);
+                answered += 1;
+            }
+            let _ = sock.send_to(&reply, from);
+        }
+        answered
+    });
+    (stop, server)
+}
+
+/// A name only DNS knows, resolved in the empty image through the /etc/resolv.conf Docker
+/// writes (`--dns`): musl's resolver needs nothing else from the image.
+#[test]
+fn dns_names_resolve_through_resolv_conf_in_the_empty_image() {
+    docker::require_docker();
+    let mut cleanup = Cleanup::new();
+    let image = docker::podvisor_image(&mut cleanup);
+    // The host's address on the default bridge, reachable from a container on it.
+    let mut ip = std::process::Command::new("ip");
+    ip.args(["-4", "-o", "addr", "show", "docker0"]);
+    let ip = docker::bounded(ip, std::time::Duration::from_secs(10));
+    let bridge = ip
+        .expect_ok()
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .unwrap_or_else(|| panic!("no IPv4 address on docker0\n{}", ip.explain()))
+        .to_string();
+    let (stop, server) = tiny_dns(&bridge);
+    let done = cleanup.run(&[
+        "--dns",
+        &bridge,
+        &image,
+        "--wait-tcp",
+        "sidecar.podvisor-test.example:9",
+        "--retries",
+        "0",
+        "--timeout",
+        "20s",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answered = server.join().expect("dns thread");
+    assert_eq!(done.code, Some(124), "\n{}", done.explain());
+    assert!(
+        done.stderr.contains(" 127.0.0.1:9: "),
+        "the name did not resolve to the address DNS gave\n{}",
+        done.explain()
+    );
+    assert!(
+        answered > 0,
+        "the DNS server was never asked\n{}",
         done.explain()
     );
 }

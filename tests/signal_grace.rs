@@ -112,3 +112,30 @@ fn non_terminating_signals_start_no_grace_period() {
     s.signal(libc::SIGUSR2);
     s.finish(Duration::from_secs(20)).assert_code(5);
 }
+
+#[test]
+fn leftovers_get_only_what_is_left_of_a_running_grace_period() {
+    // The main shell takes 2 s to exit on SIGTERM and leaves a sleep that ignores SIGTERM.
+    let script = "trap '' TERM; sleep 1011 & echo bg=$!; trap 'sleep 2; exit 8' TERM; \
+                  echo ready; while :; do sleep 0.05; done";
+    let mut s = Supervised::start(
+        support::sigs::podvisor(&["--grace-period", "3s", "--sh", script]),
+        true,
+    );
+    let bg = s.expect_that("bg=PID", |l| l.starts_with("bg="));
+    let bg: i32 = bg["bg=".len()..].parse().expect("a pid");
+    s.expect("ready");
+    let sent = Instant::now();
+    s.signal(libc::SIGTERM);
+    let f = s.finish(Duration::from_secs(20));
+    let took = sent.elapsed();
+    f.assert_code(8)
+        .assert_stderr_has("sending SIGKILL to the leftovers");
+    // A fresh grace period after the child's end would kill the leftover at 2 + 3 = 5 s.
+    assert!(
+        took >= Duration::from_millis(2_900) && took < Duration::from_millis(4_500),
+        "done {took:?} after SIGTERM\n{}",
+        f.explain()
+    );
+    assert!(!alive(bg), "{}", f.explain());
+}

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::wait::{create_file_after, free_port, Server, V4};
+use support::wait::{create_file_after, free_port, Reply, Server, V4};
 use support::{TempDir, TestCommand};
 
 #[test]
@@ -53,32 +53,45 @@ fn start_line_names_every_target_and_the_deadline_then_one_ready_line_each() {
 
 #[test]
 fn a_pending_target_is_reported_about_every_5_seconds() {
+    // A file that appears after 6.5 s (many quick attempts), and a server that never answers
+    // (one attempt that lasts the whole wait): each gets one line after ~5 s.
     let dir = TempDir::new("log-still");
     let f = dir.path().join("late");
     create_file_after(&f, Duration::from_millis(6500));
+    let silent = Server::http(V4, vec![], Reply::Silent);
     let file = format!("file://{}", f.display());
+    let url = silent.url("/");
     let run = TestCommand::new()
-        .args([
-            "--timeout",
-            "30s",
-            "--wait-file",
-            f.to_str().unwrap(),
-            "--",
-            "true",
-        ])
+        .args(["--no-strict", "--timeout", "8s", "--attempt-timeout", "30s"])
+        .args(["--wait-file", f.to_str().unwrap(), "--wait-http", &url])
+        .args(["--", "true"])
         .run();
-    run.assert_code(0);
+    run.assert_code(0)
+        .assert_stderr_has(&format!("{file} is ready after"));
     let stderr = run.stderr();
-    let still: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains(&format!("still waiting for {file}: ")))
-        .collect();
-    assert_eq!(still.len(), 1, "one line after ~5 s\n{}", run.explain());
+    let still = |target: &str| -> Vec<&str> {
+        stderr
+            .lines()
+            .filter(|l| l.contains(&format!("still waiting for {target}: ")))
+            .collect()
+    };
+    let file_lines = still(&file);
+    assert_eq!(
+        file_lines.len(),
+        1,
+        "one line after ~5 s\n{}",
+        run.explain()
+    );
     assert!(
-        still[0].contains(" attempts in ")
-            && still[0].contains("last error: ")
-            && still[0].contains("does not exist"),
+        file_lines[0].contains(" attempts in ") && file_lines[0].contains("does not exist"),
         "attempts, elapsed and the last error\n{}",
+        run.explain()
+    );
+    let url_lines = still(&url);
+    assert_eq!(url_lines.len(), 1, "{}", run.explain());
+    assert!(
+        url_lines[0].contains("1 attempt in ") && url_lines[0].contains("attempt 1 still running"),
+        "{}",
         run.explain()
     );
 }

@@ -68,13 +68,21 @@ fn localhost_is_resolved() {
 }
 
 #[test]
-fn unresolvable_names_are_retried_with_the_resolver_error() {
-    TestCommand::new()
-        .args(["--timeout", "600ms"])
+fn an_unresolvable_name_fails_with_the_resolver_error() {
+    let run = TestCommand::new()
+        .args(["--retries", "0", "--timeout", "20s"])
         .args(["--wait-tcp", "no-such-host.invalid:80"])
-        .run()
-        .assert_code(124)
-        .assert_stderr_has("cannot resolve no-such-host.invalid");
+        .run();
+    run.assert_code(124)
+        .assert_stderr_has("tcp://no-such-host.invalid:80 not ready");
+    // A machine without a reachable DNS server may not answer within --attempt-timeout.
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("cannot resolve no-such-host.invalid")
+            || stderr.contains("attempt timed out after 5s"),
+        "{}",
+        run.explain()
+    );
 }
 
 /// Runs podvisor with `hosts` bind-mounted over /etc/hosts in a private mount namespace.
@@ -102,10 +110,14 @@ fn with_hosts(hosts: &Path, args: &[&str]) -> Run {
     }
 }
 
-/// A hosts file where `localhost` has both loopback addresses.
+/// A hosts file where the name `dual-stack` has both loopback addresses.
 fn dual_stack_hosts(dir: &TempDir) -> std::path::PathBuf {
     let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, "127.0.0.1 localhost\n::1 localhost\n").unwrap();
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.1 dual-stack\n::1 dual-stack\n",
+    )
+    .unwrap();
     hosts
 }
 
@@ -117,7 +129,12 @@ fn every_address_of_a_name_is_tried() {
     let port = free_port(V6);
     let run = with_hosts(
         &hosts,
-        &["--retries", "0", "--wait-tcp", &format!("localhost:{port}")],
+        &[
+            "--retries",
+            "0",
+            "--wait-tcp",
+            &format!("dual-stack:{port}"),
+        ],
     );
     run.assert_code(124)
         .assert_stderr_has(&format!("127.0.0.1:{port}"))
@@ -125,37 +142,37 @@ fn every_address_of_a_name_is_tried() {
 }
 
 #[test]
-fn localhost_works_when_only_ipv6_listens() {
+fn a_name_works_when_only_its_ipv6_address_listens() {
     let dir = TempDir::new("hosts-v6");
     let hosts = dual_stack_hosts(&dir);
     let server = Server::tcp(V6);
-    with_hosts(
-        &hosts,
-        &[
-            "--retries",
-            "0",
-            "--wait-tcp",
-            &format!("localhost:{}", server.port()),
-        ],
-    )
-    .assert_code(0);
+    let target = format!("dual-stack:{}", server.port());
+    with_hosts(&hosts, &["--retries", "0", "--wait-tcp", &target]).assert_code(0);
 }
 
 #[test]
-fn localhost_works_when_only_ipv4_listens() {
+fn a_name_works_when_only_its_ipv4_address_listens() {
     let dir = TempDir::new("hosts-v4");
     let hosts = dual_stack_hosts(&dir);
     let server = Server::tcp(V4);
-    with_hosts(
-        &hosts,
-        &[
-            "--retries",
-            "0",
-            "--wait-tcp",
-            &format!("localhost:{}", server.port()),
-        ],
-    )
-    .assert_code(0);
+    let target = format!("dual-stack:{}", server.port());
+    with_hosts(&hosts, &["--retries", "0", "--wait-tcp", &target]).assert_code(0);
+}
+
+#[test]
+fn localhost_is_both_loopbacks_whatever_the_hosts_file_lists() {
+    let dir = TempDir::new("hosts-localhost");
+    for (listed, ip) in [("127.0.0.1", V6), ("::1", V4)] {
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, format!("{listed} localhost\n")).unwrap();
+        let server = Server::tcp(ip);
+        let target = format!("localhost:{}", server.port());
+        with_hosts(&hosts, &["--retries", "0", "--wait-tcp", &target]).assert_code(0);
+        // And over HTTP.
+        let http = Server::http(ip, vec![], Reply::Status(200));
+        let url = format!("http://localhost:{}/", http.port());
+        with_hosts(&hosts, &["--retries", "0", "--wait-http", &url]).assert_code(0);
+    }
 }
 
 #[test]
@@ -245,5 +262,27 @@ fn http_sends_the_path_query_and_host_header() {
     assert_eq!(
         seen[0].host.as_deref(),
         Some(format!("localhost:{}", server.port()).as_str())
+    );
+}
+
+#[test]
+fn http_credentials_are_sent_but_never_logged() {
+    let server = Server::http(V4, vec![], Reply::Status(200));
+    let url = format!("http://Aladdin:open%20sesame@127.0.0.1:{}/", server.port());
+    let run = TestCommand::new()
+        .args(["--timeout", "10s", "--wait-http", &url, "--", "true"])
+        .run();
+    run.assert_code(0)
+        .assert_stderr_has(&format!("http://Aladdin:***@127.0.0.1:{}/", server.port()));
+    assert!(!run.stderr().contains("sesame"), "{}", run.explain());
+    let seen = server.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        "the userinfo, %-decoded, base64 (RFC 7617's example)"
+    );
+    assert_eq!(
+        seen[0].host.as_deref(),
+        Some(format!("127.0.0.1:{}", server.port()).as_str())
     );
 }

@@ -8,7 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::wait::{clock_command, create_file_after, printed_ns, Reply, Server, UnixServer, V4};
+use support::wait::{
+    as_uid, clock_command, create_file_after, printed_ns, InotifyHog, Reply, Server, UnixServer, V4,
+};
 use support::{Run, TempDir, TestCommand};
 
 /// How long "ready later" targets take.
@@ -220,4 +222,61 @@ fn mixed_kinds_are_waited_for_concurrently() {
         "{}",
         run.explain()
     );
+}
+
+/// A UID of this test's own (the until tests use another), whose inotify instances get used up.
+const HOGGED_UID: &str = "65532";
+
+#[test]
+fn file_waits_poll_where_inotify_is_unavailable() {
+    let dir = TempDir::new("file-poll");
+    let f = dir.path().join("ready");
+    let hog = InotifyHog::start(HOGGED_UID);
+    let ready_at = create_file_after(&f, LATER);
+    let start = std::time::Instant::now();
+    let output = as_uid(HOGGED_UID)
+        .arg(support::podvisor_bin())
+        .args([
+            "--log-level",
+            "debug",
+            "--interval",
+            "200ms",
+            "--timeout",
+            "20s",
+        ])
+        .arg("--wait-file")
+        .arg(&f)
+        .args(clock_command())
+        .output()
+        .expect("run podvisor as the hogged UID");
+    drop(hog);
+    let run = Run {
+        shown: format!(
+            "setpriv --reuid {HOGGED_UID} podvisor --wait-file {}",
+            f.display()
+        ),
+        output,
+        elapsed: start.elapsed(),
+    };
+    run.assert_stderr_has("inotify unavailable, polling");
+    assert_started_after(&run, &format!("file://{}", f.display()), ready_at.get());
+}
+
+#[test]
+fn a_wait_cmd_leaving_a_background_child_is_ready_at_debug_level_too() {
+    // At debug level the script's output is read from a pipe; a child it leaves in the
+    // background holds that pipe open, which must not hold up the attempt.
+    let run = TestCommand::new()
+        .args(["--log-level", "debug", "--attempt-timeout", "10s"])
+        .args([
+            "--wait-cmd",
+            "echo OUT-$((40+2)); sleep 5 & true",
+            "--",
+            "true",
+        ])
+        .run();
+    run.assert_code(0)
+        .assert_stderr_has("OUT-42")
+        .assert_stderr_has("(1 attempt)");
+    assert!(run.elapsed < Duration::from_secs(3), "{}", run.explain());
 }

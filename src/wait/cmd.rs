@@ -1,11 +1,13 @@
 //! Command readiness: `/bin/sh -c STRING` exits 0. Its output is shown only at debug level.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
+use tokio::time::timeout;
 
 use crate::child;
 use crate::exit::ChildEnd;
@@ -46,12 +48,29 @@ pub async fn probe(script: &str, reaper: &Reaper) -> Result<(), String> {
     drop(cmd);
     let mut guard = Running(Some(pid));
     let mut text = Vec::new();
-    if let Some(mut rx) = reader {
-        let _ = rx.read_to_end(&mut text).await;
+    let mut end = end;
+    let end = match reader {
+        None => end.await,
+        Some(mut rx) => {
+            let read = rx.read_to_end(&mut text);
+            tokio::pin!(read);
+            let mut drained = false;
+            let status = tokio::select! {
+                status = &mut end => status,
+                _ = &mut read => {
+                    drained = true;
+                    (&mut end).await
+                }
+            };
+            // The shell has ended, so what it wrote is in the pipe; but a child it left in the
+            // background (`daemon &`) may hold the pipe open for ever: drain only briefly.
+            if !drained {
+                let _ = timeout(Duration::from_millis(50), &mut read).await;
+            }
+            status
+        }
     }
-    let end = end
-        .await
-        .map_err(|_| "lost the command's status".to_owned())?;
+    .map_err(|_| "lost the command's status".to_owned())?;
     guard.0 = None;
     if !text.is_empty() {
         tracing::debug!("{script}: {}", String::from_utf8_lossy(&text).trim_end());

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 
 use crate::duration::show;
 use crate::reaper::Reaper;
@@ -81,18 +81,20 @@ struct Progress {
 }
 
 impl Progress {
-    /// Why the target is not ready, also when its attempt was cut short by the end of waiting.
-    fn failure(&self) -> String {
+    /// Why the target is not ready, also while an attempt is in flight (`at` says when: "" or
+    /// " when waiting ended").
+    fn failure(&self, at: &str) -> String {
         match (self.running, &self.last_error) {
             (None, Some(e)) => e.clone(),
             (None, None) => "no attempt finished".to_owned(),
-            (Some(n), None) => format!("attempt {n} still running when waiting ended"),
-            (Some(n), Some(e)) => {
-                format!("attempt {n} still running when waiting ended; the one before: {e}")
-            }
+            (Some(n), None) => format!("attempt {n} still running{at}"),
+            (Some(n), Some(e)) => format!("attempt {n} still running{at}; the one before: {e}"),
         }
     }
 }
+
+/// How often a pending target is reported.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// How a target's loop ended.
 enum End {
@@ -133,11 +135,27 @@ pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>)
         });
     }
 
+    // The "still waiting" lines come from here, not from the targets' loops, so that a target
+    // whose attempts are slow (a silent server, a long --attempt-timeout) is reported on time too.
+    let mut ticker = interval_at(start + PROGRESS_EVERY, PROGRESS_EVERY);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pending = targets.len();
     while pending > 0 {
         let joined = tokio::select! {
             joined = set.join_next() => joined,
             _ = sleep_until_opt(deadline) => break,
+            _ = ticker.tick() => {
+                for (i, name) in names.iter().enumerate().filter(|(i, _)| ready_after[*i].is_none()) {
+                    let p = progress[i].lock().unwrap_or_else(PoisonError::into_inner);
+                    tracing::info!(
+                        "still waiting for {name}: {} in {}, last error: {}",
+                        count(p.running.unwrap_or(p.attempts), "attempt"),
+                        show_ms(start.elapsed()),
+                        p.failure("")
+                    );
+                }
+                continue;
+            }
         };
         match joined {
             Some(Ok((i, End::Ready))) => {
@@ -167,7 +185,7 @@ pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>)
                 ready: after.is_some(),
                 after: after.unwrap_or(elapsed),
                 attempts: p.running.unwrap_or(p.attempts),
-                last_error: after.is_none().then(|| p.failure()),
+                last_error: after.is_none().then(|| p.failure(" when waiting ended")),
             }
         })
         .collect();
@@ -191,7 +209,6 @@ async fn run_target(
     reaper: Arc<Reaper>,
     progress: Arc<Mutex<Progress>>,
 ) -> End {
-    const PROGRESS_EVERY: Duration = Duration::from_secs(5);
     let mut watcher = match &target {
         Target::File(path) => Some(file::Watcher::new(path)),
         _ => None,
@@ -204,7 +221,6 @@ async fn run_target(
         );
         End::Ready
     };
-    let mut next_progress = start + PROGRESS_EVERY;
     let mut attempts = 0u32;
     // When this attempt was due. Attempts are due `delay` apart, start to start, on a grid: the
     // timer wakes up to 1 ms late (tokio rounds deadlines up to whole milliseconds), and
@@ -240,15 +256,6 @@ async fn run_target(
         };
         if !policy.may_retry(attempts) {
             return End::OutOfRetries;
-        }
-        let now = Instant::now();
-        if now >= next_progress {
-            tracing::info!(
-                "still waiting for {name}: {} in {}, last error: {e}",
-                count(attempts, "attempt"),
-                show_ms(start.elapsed())
-            );
-            next_progress = now + PROGRESS_EVERY;
         }
         tracing::debug!("{name}: attempt {attempts} failed: {e}");
         let delay = policy.delay(attempts);

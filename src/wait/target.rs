@@ -28,14 +28,34 @@ impl fmt::Display for Target {
             Target::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             Target::File(p) => write!(f, "file://{}", p.display()),
             Target::Unix(p) => write!(f, "unix://{}", p.display()),
-            Target::Http(u) => write!(f, "{u}"),
+            Target::Http(u) => match userinfo(u) {
+                // Never a password in a log line or the marker.
+                Some((user, Some(_), host_port)) => write!(
+                    f,
+                    "http://{user}:***@{host_port}{}",
+                    u.path_and_query().map_or("/", |p| p.as_str())
+                ),
+                _ => write!(f, "{u}"),
+            },
             Target::Cmd(c) => write!(f, "cmd://{c}"),
         }
     }
 }
 
+/// The URL's `user[:password]@` part, if any, as (user, password, host[:port]).
+pub fn userinfo(uri: &Uri) -> Option<(&str, Option<&str>, &str)> {
+    let (info, host_port) = uri.authority()?.as_str().rsplit_once('@')?;
+    Some(match info.split_once(':') {
+        Some((user, password)) => (user, Some(password), host_port),
+        None => (info, None, host_port),
+    })
+}
+
 /// Parses `host:port`, `1.2.3.4:80`, `[::1]:80`.
 pub fn parse_host_port(text: &str) -> Result<Target, String> {
+    if text.contains(',') {
+        return Err("one HOST:PORT per flag (comma lists are for PODVISOR_WAIT_TCP)".into());
+    }
     let (host, port) = text
         .rsplit_once(':')
         .ok_or("expected HOST:PORT, e.g. localhost:5432 or [::1]:80")?;
@@ -120,6 +140,68 @@ mod tests {
             parse_host_port("[::1]:80").unwrap().to_string(),
             "tcp://[::1]:80"
         );
+    }
+
+    #[test]
+    fn more_host_ports() {
+        for (text, host, port) in [
+            ("127.0.0.1:80", "127.0.0.1", 80),
+            (
+                "db.ns.svc.cluster.local:5432",
+                "db.ns.svc.cluster.local",
+                5432,
+            ),
+            ("[fe80::1]:65535", "fe80::1", 65535),
+            ("h:1", "h", 1),
+        ] {
+            assert_eq!(
+                parse_host_port(text),
+                Ok(Target::Tcp {
+                    host: host.into(),
+                    port
+                }),
+                "{text}"
+            );
+        }
+        for bad in [
+            "h :80", "h/x:80", "[]:80", "h:", "h:+80x", "h:-1", "a:1,b:2",
+        ] {
+            assert!(parse_host_port(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shown_as_urls() {
+        let t = |s: &str| parse_http(s).unwrap().to_string();
+        assert_eq!(t("http://[::1]:8080/x?y=1"), "http://[::1]:8080/x?y=1");
+        assert_eq!(
+            Target::File("/w/ready".into()).to_string(),
+            "file:///w/ready"
+        );
+        assert_eq!(
+            Target::Unix("/run/s.sock".into()).to_string(),
+            "unix:///run/s.sock"
+        );
+        assert_eq!(
+            Target::Cmd("pg_isready".into()).to_string(),
+            "cmd://pg_isready"
+        );
+    }
+
+    #[test]
+    fn passwords_are_never_shown() {
+        let t = |s: &str| parse_http(s).unwrap().to_string();
+        assert_eq!(
+            t("http://me:secret@db:8080/h?x"),
+            "http://me:***@db:8080/h?x"
+        );
+        assert_eq!(t("http://me@db/"), "http://me@db/");
+    }
+
+    #[test]
+    fn empty_paths_are_rejected() {
+        assert!(parse_path("".as_ref()).is_err());
+        assert_eq!(parse_path("a b".as_ref()), Ok(PathBuf::from("a b")));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 /// accepts wins. Trying them one by one would let an address that drops SYNs (an IPv6 record on
 /// an IPv4-only network) hold up the others until the attempt times out.
 pub async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
-    let addrs: Vec<std::net::SocketAddr> = match loopback_without_hosts_file(host, port) {
+    let addrs: Vec<std::net::SocketAddr> = match loopback(host, port) {
         Some(addrs) => addrs,
         None => lookup_host((host, port))
             .await
@@ -45,19 +45,37 @@ pub async fn probe(host: &str, port: u16) -> Result<(), String> {
     connect(host, port).await.map(drop)
 }
 
-/// `localhost` (and `*.localhost`) when there is no /etc/hosts, as in a bare chroot of the static
-/// binary: musl has no built-in answer for it and asks DNS (127.0.0.1:53 when resolv.conf is
-/// missing too), so each attempt would hang until --attempt-timeout. RFC 6761 6.3 says these
-/// names are the loopback address. With /etc/hosts present (Docker and the kubelet always mount
-/// one) the normal lookup runs.
-fn loopback_without_hosts_file(host: &str, port: u16) -> Option<Vec<std::net::SocketAddr>> {
+/// `localhost` and `*.localhost` are both loopback addresses, whatever /etc/hosts says (RFC 6761
+/// 6.3): a sidecar in the pod listens on one of them, and which one the hosts file lists varies
+/// (some list only 127.0.0.1, and `--wait-tcp localhost:80` would then never see a sidecar on
+/// [::1]:80). The resolver is not asked at all, which also spares the static (musl) binary a
+/// DNS query per attempt where there is no /etc/hosts (a bare chroot), each hanging until
+/// --attempt-timeout.
+fn loopback(host: &str, port: u16) -> Option<Vec<std::net::SocketAddr>> {
     let host = host.to_ascii_lowercase();
-    let is_localhost = host == "localhost" || host.ends_with(".localhost");
-    if !is_localhost || std::path::Path::new("/etc/hosts").exists() {
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    if host != "localhost" && !host.ends_with(".localhost") {
         return None;
     }
     Some(vec![
         (std::net::Ipv4Addr::LOCALHOST, port).into(),
         (std::net::Ipv6Addr::LOCALHOST, port).into(),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback;
+
+    #[test]
+    fn localhost_names_are_both_loopbacks() {
+        for name in ["localhost", "LocalHost", "localhost.", "db.localhost"] {
+            let addrs = loopback(name, 80).expect(name);
+            assert_eq!(addrs.len(), 2, "{name}");
+            assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+        }
+        for name in ["notlocalhost", "localhost.example", "127.0.0.1", "::1"] {
+            assert!(loopback(name, 80).is_none(), "{name}");
+        }
+    }
 }

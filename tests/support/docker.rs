@@ -45,8 +45,11 @@ pub fn static_binary() -> PathBuf {
             cmd.current_dir(repo_root())
                 .args(["build", "--release", "--target", STATIC_TARGET]);
             let out = bounded(cmd, Duration::from_secs(900));
-            let bin = repo_root()
-                .join("target")
+            // Where cargo puts it: CARGO_TARGET_DIR (relative to the repository) or target/.
+            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map(|d| repo_root().join(d))
+                .unwrap_or_else(|| repo_root().join("target"));
+            let bin = target_dir
                 .join(STATIC_TARGET)
                 .join("release")
                 .join("podvisor");
@@ -399,7 +402,9 @@ pub fn binary_context() -> TempDir {
 }
 
 // Every build passes --force-rm: the legacy builder otherwise keeps the container of a failed
-// RUN step (and its image) around.
+// RUN step (and its image) around. And --no-cache: tests build in parallel, and with shared
+// cached layers one test's `rmi` of its image deletes the untagged parent layer another test's
+// build is just reusing ("No such image: sha256:...").
 
 /// Builds docker/Dockerfile's `prebuilt` stage (the image from a binary built outside Docker)
 /// and returns its tag.
@@ -426,7 +431,12 @@ pub fn build_image(
     target: Option<&str>,
 ) -> String {
     let tag = cleanup.image(tag);
-    let mut args: Vec<String> = vec!["build".into(), "-q".into(), "--force-rm".into()];
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "-q".into(),
+        "--force-rm".into(),
+        "--no-cache".into(),
+    ];
     args.extend(label_args());
     if let Some(target) = target {
         args.extend(["--target".into(), target.into()]);

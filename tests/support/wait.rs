@@ -103,6 +103,8 @@ pub struct Seen {
     pub request_line: String,
     /// The Host header, if any.
     pub host: Option<String>,
+    /// The Authorization header, if any.
+    pub authorization: Option<String>,
 }
 
 /// A TCP server on a loopback address that starts listening after a delay and answers by a
@@ -248,6 +250,8 @@ fn answer(stream: TcpStream, code: u16) -> Option<Seen> {
         } else if let Some((k, v)) = l.split_once(':') {
             if k.eq_ignore_ascii_case("host") {
                 seen.host = Some(v.trim().to_owned());
+            } else if k.eq_ignore_ascii_case("authorization") {
+                seen.authorization = Some(v.trim().to_owned());
             }
         }
         line.clear();
@@ -421,13 +425,25 @@ impl Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SIGTERM first, so that podvisor stops its COMMAND too (a SIGKILL would orphan it).
+            let _ = std::process::Command::new("kill")
+                .arg(self.pid().to_string())
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Pids of live, non-zombie processes whose command line contains `needle`.
-pub fn processes_with(needle: &str) -> Vec<String> {
+/// Pids of live, non-zombie processes whose command line (arguments joined by spaces) starts
+/// with `prefix`: `sleep 30.123` finds the sleep itself, not the shell or podvisor that name it.
+pub fn processes_with(prefix: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -436,9 +452,60 @@ pub fn processes_with(needle: &str) -> Vec<String> {
             .rsplit(')')
             .next()
             .is_some_and(|s| s.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) {
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !zombie && args.join(" ").starts_with(prefix) {
             found.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
     found
+}
+
+/// `setpriv` to `uid` (and the same gid), without supplementary groups.
+pub fn as_uid(uid: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid", uid, "--regid", uid, "--clear-groups"]);
+    c
+}
+
+/// Holds every inotify instance `uid` may have (fs.inotify.max_user_instances) until dropped,
+/// so that podvisor run as `uid` must poll.
+pub struct InotifyHog(std::process::Child);
+
+impl InotifyHog {
+    pub fn start(uid: &str) -> Self {
+        let script = "import ctypes, resource, sys\n\
+                      hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
+                      resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
+                      init = ctypes.CDLL(None).inotify_init1\n\
+                      held = 0\n\
+                      while init(0) >= 0:\n    held += 1\n\
+                      print('holding', held, flush=True)\n\
+                      sys.stdin.read()\n";
+        // Debian's python3: a pyenv one under /root may not be readable by this UID.
+        let mut child = as_uid(uid)
+            .args(["/usr/bin/python3", "-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the inotify hog");
+        let out = child.stdout.take().expect("hog stdout");
+        let first = BufReader::new(out).lines().next();
+        let line = first.and_then(Result::ok).unwrap_or_default();
+        assert!(
+            line.starts_with("holding"),
+            "the inotify hog failed: {line:?}"
+        );
+        Self(child)
+    }
+}
+
+impl Drop for InotifyHog {
+    fn drop(&mut self) {
+        // Closing its stdin ends it.
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
 }
