@@ -135,6 +135,7 @@ fn signaled() {
     let v = check_schema(&m, &run);
     assert_eq!(v["status"], "signaled", "{v}");
     assert_eq!(v["signal"], "SIGKILL", "{v}");
+    assert_eq!(v["reason"], "the command was killed by SIGKILL", "{v}");
 }
 
 #[test]
