@@ -173,9 +173,9 @@ fn log_level_debug_shows_failed_attempts() {
 
 /// A stderr pipe whose reader has gone: every log line podvisor writes fails with EPIPE.
 fn broken_stderr(cmd: &mut TestCommand) {
-    let (reader, writer) = std::io::pipe().expect("pipe");
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
     drop(reader);
-    cmd.command().stderr(writer);
+    cmd.command().stderr(std::process::Stdio::from(writer));
 }
 
 #[test]
