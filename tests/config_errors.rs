@@ -51,6 +51,11 @@ const CASES: &[Case] = &[
     flag(&["--wait-tcp", "db:0"], &["--wait-tcp", "db:0"]),
     flag(&["--wait-tcp", "::1:80"], &["--wait-tcp", "::1:80"]),
     flag(&["--wait-tcp", ":80"], &["--wait-tcp", ":80"]),
+    flag(&["--wait-tcp", "db:+80"], &["--wait-tcp", "db:+80"]),
+    flag(
+        &["--wait-tcp", "http://db:80"],
+        &["--wait-tcp", "http://db:80", "--wait-http"],
+    ),
     // bad URL, non-http scheme
     flag(&["--wait-http", "not a url"], &["--wait-http", "not a url"]),
     flag(
@@ -63,6 +68,27 @@ const CASES: &[Case] = &[
         &["--wait-http", "https://x/", "http://"],
     ),
     flag(&["--wait-http", "ftp://x/"], &["--wait-http", "ftp://x/"]),
+    // a port that is not 1-65535 (the probe used to fall back to port 80)
+    flag(
+        &["--wait-http", "http://db:99999/"],
+        &["--wait-http", "http://db:99999/", "port"],
+    ),
+    flag(
+        &["--wait-http", "http://db:65536/"],
+        &["--wait-http", "http://db:65536/"],
+    ),
+    flag(
+        &["--wait-http", "http://db:0/"],
+        &["--wait-http", "http://db:0/"],
+    ),
+    flag(
+        &["--wait-http", "http://db:abc/"],
+        &["--wait-http", "http://db:abc/"],
+    ),
+    flag(
+        &["--wait-http", "http://db:/"],
+        &["--wait-http", "http://db:/"],
+    ),
     // bad numbers
     flag(&["--retries", "many"], &["--retries", "many"]),
     flag(&["--retries", "-1"], &["--retries", "-1"]),
@@ -94,6 +120,11 @@ const CASES: &[Case] = &[
         "PODVISOR_WAIT_HTTP",
         "https://x/",
         &["PODVISOR_WAIT_HTTP", "https://x/"],
+    ),
+    var(
+        "PODVISOR_WAIT_HTTP",
+        "http://db:8o80/",
+        &["PODVISOR_WAIT_HTTP", "http://db:8o80/"],
     ),
     var(
         "PODVISOR_NO_STRICT",
