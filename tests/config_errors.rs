@@ -31,6 +31,9 @@ const fn var(name: &'static str, value: &'static str, needles: &'static [&'stati
     }
 }
 
+/// 108 bytes: one more than a unix socket address holds.
+const LONG_SOCKET: &str = "/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock";
+
 const CASES: &[Case] = &[
     // unknown flag (with clap's suggestion kept on the line)
     flag(&["--bogus"], &["--bogus"]),
@@ -96,6 +99,8 @@ const CASES: &[Case] = &[
     // log format and level
     flag(&["--log-format", "xml"], &["--log-format", "xml"]),
     flag(&["--log-level", "loud"], &["--log-level", "loud"]),
+    // not one of error|warn|info|debug
+    flag(&["--log-level", "trace"], &["--log-level", "trace"]),
     // signals (options of the supervision and sidecar issues)
     flag(&["--rewrite-signal", "TERM"], &["--rewrite-signal", "TERM"]),
     flag(
@@ -105,6 +110,16 @@ const CASES: &[Case] = &[
     flag(&["--stop-signal", "SIGNOPE"], &["--stop-signal", "SIGNOPE"]),
     // empty paths
     flag(&["--wait-file", ""], &["--wait-file"]),
+    // a socket path longer than sun_path can hold (107 bytes)
+    flag(
+        &["--wait-unix", LONG_SOCKET],
+        &["--wait-unix", LONG_SOCKET, "107"],
+    ),
+    var(
+        "PODVISOR_WAIT_UNIX",
+        LONG_SOCKET,
+        &["PODVISOR_WAIT_UNIX", LONG_SOCKET],
+    ),
     // --sh and a COMMAND
     flag(&["--sh", "true", "--", "ls"], &["--sh", "ls"]),
     // bad env values
@@ -142,6 +157,11 @@ const CASES: &[Case] = &[
         "PODVISOR_LOG_LEVEL",
         "loud",
         &["PODVISOR_LOG_LEVEL", "loud"],
+    ),
+    var(
+        "PODVISOR_LOG_LEVEL",
+        "trace",
+        &["PODVISOR_LOG_LEVEL", "trace"],
     ),
     var(
         "PODVISOR_GRACE_PERIOD",

@@ -126,6 +126,21 @@ pub fn parse_path(text: &OsStr) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text))
 }
 
+/// The longest path a unix socket address holds: sun_path is 108 bytes with the final NUL
+/// (unix(7)). A longer one could never connect, and would only wait out the whole timeout.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// A `--wait-unix` path must fit in sun_path.
+pub fn check_socket_path(path: &std::path::Path) -> Result<(), String> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "the path is {len} bytes long, a unix socket path can have at most {MAX_SOCKET_PATH}"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +237,13 @@ mod tests {
             "http://me:***@db:8080/h?x"
         );
         assert_eq!(t("http://me@db/"), "http://me@db/");
+    }
+
+    #[test]
+    fn socket_paths_fit_in_sun_path() {
+        let path = |n: usize| PathBuf::from(format!("/{}", "s".repeat(n - 1)));
+        assert!(check_socket_path(&path(MAX_SOCKET_PATH)).is_ok());
+        assert!(check_socket_path(&path(MAX_SOCKET_PATH + 1)).is_err());
     }
 
     #[test]
