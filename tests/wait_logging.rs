@@ -209,3 +209,28 @@ fn a_broken_stderr_changes_neither_the_status_nor_the_outcome() {
         run.explain()
     );
 }
+
+#[test]
+fn wait_cmd_output_at_debug_level_keeps_the_prefix_on_every_line() {
+    let run = TestCommand::new()
+        .args(["--log-level", "debug", "--wait-cmd"])
+        .arg("echo OUT1; echo OUT2; echo ERR >&2")
+        .arg("--wait-cmd")
+        .arg("echo A\necho B")
+        .run();
+    run.assert_code(0);
+    let stderr = run.stderr();
+    assert!(
+        stderr.lines().all(|l| l.starts_with("podvisor: ")),
+        "a line without the prefix\n{}",
+        run.explain()
+    );
+    for out in ["OUT1", "OUT2", "ERR"] {
+        run.assert_stderr_has(&format!(
+            "podvisor: debug: echo OUT1; echo OUT2; echo ERR >&2: {out}\n"
+        ));
+    }
+    // A script of several lines is shown on one.
+    run.assert_stderr_has("podvisor: debug: echo A\\necho B: B\n");
+    run.assert_stderr_has("podvisor: cmd://echo A\\necho B is ready");
+}

@@ -37,7 +37,8 @@ impl fmt::Display for Target {
                 ),
                 _ => write!(f, "{u}"),
             },
-            Target::Cmd(c) => write!(f, "cmd://{c}"),
+            // One line in a log line or the marker, whatever the script.
+            Target::Cmd(c) => write!(f, "cmd://{}", c.replace('\n', "\\n")),
         }
     }
 }
