@@ -49,6 +49,9 @@ impl Drop for Terminal {
     }
 }
 
+/// The search path when PATH is unset: Docker's default.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Finds COMMAND like execvp would, telling "not found" (127) from "not executable" (126).
 pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
     let shown = program.to_string_lossy();
@@ -66,7 +69,12 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
             Ok(_) => Ok(path.to_owned()),
         };
     }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    // PATH unset (`env -i`, Command::env_clear) is searched like execvp(3), tini and the shell
+    // do: a default path (Docker's). PATH set but empty stays empty.
+    let (path_var, unset) = match std::env::var_os("PATH") {
+        Some(p) => (p, ""),
+        None => (DEFAULT_PATH.into(), " (PATH is unset, so the default)"),
+    };
     match which::which_in(program, Some(&path_var), "/") {
         Ok(found) => Ok(found),
         Err(_) => {
@@ -82,7 +90,7 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
                 Err(SpawnError {
                     code: NOT_FOUND,
                     reason: format!(
-                        "{shown}: command not found in PATH={}",
+                        "{shown}: command not found in PATH={}{unset}",
                         path_var.to_string_lossy()
                     ),
                 })
