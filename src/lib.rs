@@ -44,7 +44,8 @@ use reaper::Reaper;
 use signals::Received;
 use wait::Report;
 
-/// Runs podvisor to its end. Blocks signals and builds the runtime, so call it from `main`
+/// Runs podvisor to its end. Blocks the `--rewrite-signal` sources (`main` has blocked the
+/// rest with `signals::block_early` first) and builds the runtime, so call it from `main`
 /// before any other thread exists.
 pub fn run(config: Config) -> Outcome {
     for warning in &config.warnings {

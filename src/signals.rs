@@ -126,9 +126,20 @@ pub fn set_default(signo: i32) {
     }
 }
 
-/// Blocks every handled signal in the calling thread; call before any thread or child exists.
-/// Also puts them back to their default disposition: podvisor may have inherited some as ignored
-/// (nohup, some CI agents), and an ignored signal that is not blocked would be lost.
+/// Blocks every signal podvisor always handles (all but the `--rewrite-signal` sources) in the
+/// calling thread: the first thing `main` does, before the configuration is parsed, so that a
+/// signal arriving in podvisor's first milliseconds is queued, not acted on by its default
+/// action (a SIGUSR1 then killed podvisor itself). Also puts them back to their default
+/// disposition: podvisor may have inherited some as ignored (nohup, some CI agents), and an
+/// ignored signal that is not blocked would be lost.
+pub fn block_early() -> io::Result<()> {
+    reset_and_block(&handled(&[]))
+}
+
+/// Then, once the configuration is known: the `--rewrite-signal` sources, the same way. Call
+/// after `block_early` and before any thread or child exists. Only what `block_early` did not
+/// cover: setting a pending default-ignored signal (CONT, WINCH) to SIG_DFL again would discard
+/// it (sigaction(2)).
 pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
     for &(from, _) in rewrites {
         if unreadable(from) || from == libc::SIGCHLD {
@@ -138,13 +149,21 @@ pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
             );
         }
     }
-    let handled = handled(&sources(rewrites));
-    for &s in &handled {
+    let always = handled(&[]);
+    let more: Vec<i32> = handled(&sources(rewrites))
+        .into_iter()
+        .filter(|s| !always.contains(s))
+        .collect();
+    reset_and_block(&more)
+}
+
+fn reset_and_block(handled: &[i32]) -> io::Result<()> {
+    for &s in handled {
         // SIGCHLD too: inherited as SIG_IGN it would make the kernel reap our children itself
         // (waitpid(2): ECHILD), and the step's status would be lost.
         set_default(s);
     }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(&handled)), None)?;
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(handled)), None)?;
     Ok(())
 }
 
