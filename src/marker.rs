@@ -109,7 +109,12 @@ impl Marker {
                 None
             }
         };
-        remove_if_present(path)?;
+        // Only the removal failed (a folder at PATH, say): keep the lock all the same, so that a
+        // sidecar sees this step as running, and say it once. The final write will most likely
+        // fail as well, with an error line of its own, and the step's status is kept.
+        if let Err(e) = remove_if_present(path) {
+            tracing::error!("cannot clear the marker's place: {e}");
+        }
         Ok(Self {
             path: path.to_owned(),
             lock,

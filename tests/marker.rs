@@ -407,6 +407,40 @@ fn assert_one_marker_error(run: &Run, marker: &Path, why: &str) {
     );
 }
 
+#[test]
+fn a_stale_marker_that_cannot_be_removed_keeps_the_lock_held() {
+    let dir = TempDir::new("mk-unremovable");
+    let m = marker_path(&dir);
+    fs::create_dir(&m).unwrap(); // nothing can remove it, nor rename a marker over it
+    let lock = dir.path().join("m.json.lock");
+    // The step itself checks that the lock is held while it runs.
+    let script = format!(
+        "if flock -n '{}' true; then exit 7; else exit 6; fi",
+        lock.display()
+    );
+    let run = with_marker(&m).args(["--", "sh", "-c", &script]).run();
+    run.assert_code(6);
+    let errors: Vec<String> = run
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("error"))
+        .map(str::to_owned)
+        .collect();
+    let path = m.display().to_string();
+    assert!(
+        errors.len() == 2 && errors.iter().all(|l| l.contains(&path)),
+        "one error line for the removal, one for the write\n{}",
+        run.explain()
+    );
+    assert!(errors[0].contains("removing stale"), "{}", run.explain());
+    assert!(
+        errors[1].contains("cannot write the marker"),
+        "{}",
+        run.explain()
+    );
+    assert!(lock_free(&lock), "released at the end");
+}
+
 /// podvisor run as nobody through setpriv (root would ignore the permissions under test).
 fn as_nobody(marker: &Path, script: &str) -> Run {
     let start = std::time::Instant::now();
