@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND};
 use crate::reaper::Reaper;
+use crate::signals;
 
 /// Why COMMAND could not start: exit code 126 or 127 and a line naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,9 @@ impl Drop for Terminal {
     }
 }
 
+/// The search path when PATH is unset: Docker's default.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Finds COMMAND like execvp would, telling "not found" (127) from "not executable" (126).
 pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
     let shown = program.to_string_lossy();
@@ -65,7 +69,12 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
             Ok(_) => Ok(path.to_owned()),
         };
     }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    // PATH unset (`env -i`, Command::env_clear) is searched like execvp(3), tini and the shell
+    // do: a default path (Docker's). PATH set but empty stays empty.
+    let (path_var, unset) = match std::env::var_os("PATH") {
+        Some(p) => (p, ""),
+        None => (DEFAULT_PATH.into(), " (PATH is unset, so the default)"),
+    };
     match which::which_in(program, Some(&path_var), "/") {
         Ok(found) => Ok(found),
         Err(_) => {
@@ -81,7 +90,7 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
                 Err(SpawnError {
                     code: NOT_FOUND,
                     reason: format!(
-                        "{shown}: command not found in PATH={}",
+                        "{shown}: command not found in PATH={}{unset}",
                         path_var.to_string_lossy()
                     ),
                 })
@@ -98,15 +107,15 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
         cmd.arg0(arg0);
     }
     cmd.args(argv.iter().skip(1));
+    // Built here: the child between fork and exec must not allocate.
+    let everything = signals::raw_sigset(1..=64);
     let ignored = ignored_signals();
     // SAFETY: only async-signal-safe libc calls on local data, no allocation.
     unsafe {
         cmd.pre_exec(move || {
-            let mut set = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigfillset(&mut set);
             // Everything blocked first: SIGTTOU until the terminal is ours, and any signal aimed
             // at podvisor's group while we still belonged to it.
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            libc::sigprocmask(libc::SIG_SETMASK, &everything, std::ptr::null_mut());
             if group && libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -114,8 +123,9 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
             if foreground {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            let mut empty = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             Ok(())
         });
     }
@@ -126,7 +136,7 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
 ///
 /// Handlers do not survive exec, but "ignored" does: std resets only SIGPIPE, and podvisor may
 /// itself have been started with signals ignored (`nohup`, CI agents, a parent's SIG_IGN; glibc's
-/// posix_spawn even leaves its two internal real-time signals ignored in what it starts).
+/// posix_spawn even leaves its two reserved real-time signals ignored in what it starts).
 /// Passing through SIG_IGN first also discards anything still pending from the moment between
 /// fork and setpgid, when a signal sent to podvisor's whole group reached this child too: the
 /// child gets exactly the signals podvisor forwards (sigaction(2): setting SIG_IGN discards a
@@ -152,14 +162,14 @@ unsafe fn reset_dispositions(ignored: u64) {
             raw_sigaction(signo, Some(libc::SIG_IGN), None);
         }
         if is_pending || ignored & (1 << (signo - 1)) != 0 {
-            raw_sigaction(signo, Some(libc::SIG_DFL), None);
+            signals::set_default(signo);
         }
     }
 }
 
-/// rt_sigaction(2) itself: libc refuses (EINVAL) the real-time signals it reserves, which a
-/// parent (glibc's posix_spawn) may have left ignored. Sets a plain disposition (no flags, empty
-/// mask) when `set` is given; returns the old handler when `old` is.
+/// rt_sigaction(2) itself, like `signals::set_default`: libc refuses (EINVAL) the real-time
+/// signals it reserves. Sets a plain disposition (no flags, empty mask) when `set` is given;
+/// returns the old handler when `old` is.
 ///
 /// # Safety
 /// Setting changes process-wide signal state; only SIG_DFL and SIG_IGN may be given.

@@ -28,7 +28,7 @@ pub struct Cli {
     /// Wait until PATH exists (inotify on the nearest existing folder, polling fallback); repeatable.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub wait_file: Vec<OsString>,
-    /// Wait until a connect to the unix socket PATH succeeds; repeatable.
+    /// Wait until a connect to the unix socket PATH (at most 107 bytes) succeeds; repeatable.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub wait_unix: Vec<OsString>,
     /// Wait until an HTTP GET of URL (http://) answers 2xx; repeatable.
@@ -64,7 +64,7 @@ pub struct Cli {
     /// Level of podvisor's own log lines: error, warn, info or debug [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<OsString>,
-    /// Log errors only (same as --log-level error).
+    /// Log errors only (same as --log-level error; --log-level wins when both are given).
     #[arg(short, long)]
     pub quiet: bool,
     /// Signal only the direct child, and leave it in podvisor's process group.

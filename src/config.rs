@@ -230,7 +230,6 @@ fn parse_level(raw: &Raw) -> Result<tracing::Level, ConfigError> {
         "warn" | "warning" => Ok(tracing::Level::WARN),
         "info" => Ok(tracing::Level::INFO),
         "debug" => Ok(tracing::Level::DEBUG),
-        "trace" => Ok(tracing::Level::TRACE),
         _ => Err(raw.bad("expected error, warn, info or debug")),
     }
 }
@@ -267,7 +266,9 @@ impl Config {
             waits.push(Target::File(raw.path()?));
         }
         for raw in src.many("wait-unix", &cli.wait_unix) {
-            waits.push(Target::Unix(raw.path()?));
+            let path = raw.path()?;
+            target::check_socket_path(&path).map_err(|e| raw.bad(e))?;
+            waits.push(Target::Unix(path));
         }
         for raw in src.many("wait-http", &cli.wait_http) {
             waits.push(target::parse_http(raw.text()?).map_err(|e| raw.bad(e))?);

@@ -44,7 +44,8 @@ use reaper::Reaper;
 use signals::Received;
 use wait::Report;
 
-/// Runs podvisor to its end. Blocks signals and builds the runtime, so call it from `main`
+/// Runs podvisor to its end. Blocks the `--rewrite-signal` sources (`main` has blocked the
+/// rest with `signals::block_early` first) and builds the runtime, so call it from `main`
 /// before any other thread exists.
 pub fn run(config: Config) -> Outcome {
     for warning in &config.warnings {
@@ -132,9 +133,12 @@ async fn steps(
     report: &mut Report,
 ) -> Outcome {
     if !config.waits.is_empty() {
+        let tracker = wait::Tracker::new(&config.waits);
         tokio::select! {
-            done = wait::wait_all(&config.waits, &config.policy, reaper) => *report = done,
+            done = wait::wait_all(&config.waits, &config.policy, reaper, &tracker) => *report = done,
             signo = next_terminating(signals) => {
+                // The marker lists every target as far as it got.
+                *report = tracker.report();
                 // A sidecar stopped from outside (the kubelet at pod end) has nothing left to do.
                 if config.sidecar && signo == libc::SIGTERM {
                     tracing::info!("SIGTERM during the wait phase: sidecar stopped, not running the command");

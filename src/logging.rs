@@ -13,7 +13,12 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat, level: Level) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(level);
+        .with_max_level(level)
+        // A log line that cannot be written (stderr a pipe whose reader is gone) is lost, and
+        // that is all: by default tracing-subscriber reports it with `eprintln!`, which panics
+        // on the same broken stderr, and with panic = "abort" that killed podvisor mid-step
+        // (134), orphaning the step and skipping the marker.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.event_format(Text).try_init(),
         LogFormat::Json => builder

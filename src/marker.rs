@@ -18,7 +18,6 @@ use nix::libc;
 use serde::Serialize;
 
 use crate::exit::{ChildEnd, Outcome};
-use crate::supervise::describe;
 use crate::wait::Report;
 use crate::{exit, signals};
 
@@ -110,7 +109,12 @@ impl Marker {
                 None
             }
         };
-        remove_if_present(path)?;
+        // Only the removal failed (a folder at PATH, say): keep the lock all the same, so that a
+        // sidecar sees this step as running, and say it once. The final write will most likely
+        // fail as well, with an error line of its own, and the step's status is kept.
+        if let Err(e) = remove_if_present(path) {
+            tracing::error!("cannot clear the marker's place: {e}");
+        }
         Ok(Self {
             path: path.to_owned(),
             lock,
@@ -286,8 +290,8 @@ fn render(record: &Record<'_>, finished_at: SystemTime) -> Vec<u8> {
 /// One line for humans.
 fn reason(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Child(end) => format!("the command {}", describe(*end)),
-        Outcome::Stopped(end) => format!("stopped on request: the command {}", describe(*end)),
+        Outcome::Child(end) => the_command(*end),
+        Outcome::Stopped(end) => format!("stopped on request: {}", the_command(*end)),
         Outcome::Done => "no command to run; every condition held".into(),
         Outcome::WaitFailed(why) => format!("wait failed (exit {}): {why}", exit::WAIT_FAILED),
         Outcome::Cancelled(s) => format!(
@@ -296,6 +300,15 @@ fn reason(outcome: &Outcome) -> String {
         ),
         Outcome::SpawnFailed { reason, .. } => reason.clone(),
         Outcome::Error(why) => format!("podvisor error: {why}"),
+    }
+}
+
+/// `the command exited with 3`, `the command was killed by SIGTERM`: a sentence, unlike the
+/// log's `child ended (killed by SIGTERM)`.
+fn the_command(end: ChildEnd) -> String {
+    match end {
+        ChildEnd::Exited(c) => format!("the command exited with {c}"),
+        ChildEnd::Signaled(s) => format!("the command was killed by {}", signals::name(s)),
     }
 }
 
@@ -336,6 +349,23 @@ mod tests {
         let bytes = render(&record, started_at + Duration::from_secs(2));
         assert_eq!(bytes.last(), Some(&b'\n'));
         serde_json::from_slice(&bytes).expect("marker is JSON")
+    }
+
+    #[test]
+    fn reasons_are_sentences() {
+        let reason_of = |o: Outcome| parse(o)["reason"].as_str().unwrap_or("").to_owned();
+        assert_eq!(
+            reason_of(Outcome::Child(ChildEnd::Exited(3))),
+            "the command exited with 3"
+        );
+        assert_eq!(
+            reason_of(Outcome::Child(ChildEnd::Signaled(libc::SIGTERM))),
+            "the command was killed by SIGTERM"
+        );
+        assert_eq!(
+            reason_of(Outcome::Stopped(ChildEnd::Signaled(libc::SIGQUIT))),
+            "stopped on request: the command was killed by SIGQUIT"
+        );
     }
 
     #[test]

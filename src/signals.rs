@@ -18,6 +18,14 @@ use tokio::sync::mpsc;
 use crate::fdio::{self, Owned};
 use crate::reaper::Reaper;
 
+/// The first real-time signal as podvisor names and forwards it: 34, glibc's SIGRTMIN and what
+/// `kill -l` shows. musl's SIGRTMIN is 35 (it keeps 34 for itself), and the static image is built
+/// with musl: a step or agent built with glibc still sends 34 for "SIGRTMIN", and it must be
+/// forwarded, not kill podvisor. podvisor uses none of the libc's internal signals.
+pub fn rtmin() -> i32 {
+    libc::SIGRTMIN().min(34)
+}
+
 /// Signals relayed to the child: HUP INT QUIT TERM USR1 USR2 WINCH CONT ALRM and the real-time ones.
 pub fn is_forwarded(signo: i32) -> bool {
     const FORWARDED: [i32; 9] = [
@@ -31,7 +39,7 @@ pub fn is_forwarded(signo: i32) -> bool {
         libc::SIGCONT,
         libc::SIGALRM,
     ];
-    FORWARDED.contains(&signo) || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo)
+    FORWARDED.contains(&signo) || (rtmin()..=libc::SIGRTMAX()).contains(&signo)
 }
 
 /// Signals that ask the step to end; they start the grace period and cancel the wait phase.
@@ -79,20 +87,59 @@ fn sources(rewrites: &[(i32, i32)]) -> Vec<i32> {
 }
 
 fn sigset(signals: &[i32]) -> SigSet {
-    // SAFETY: sigemptyset/sigaddset only write into the local set; RT signals have no nix name.
+    // SAFETY: a sigset_t is plain data; RT signals have no nix name.
+    unsafe { SigSet::from_sigset_t_unchecked(raw_sigset(signals.iter().copied())) }
+}
+
+/// A sigset_t with these signals (1..=64), written bit by bit: musl's sigaddset and sigfillset
+/// refuse the signals it reserves (32-34), and 34 is glibc's SIGRTMIN, which podvisor forwards.
+/// Allocation-free, so a forked child may call it too.
+pub fn raw_sigset(signals: impl IntoIterator<Item = i32>) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, at least 64 bits and u64-aligned on Linux (glibc and musl);
+    // the kernel reads bit N-1 of its first word for signal N.
     unsafe {
         let mut raw = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut raw);
-        for &s in signals {
-            libc::sigaddset(&mut raw, s);
+        let word = (&mut raw as *mut libc::sigset_t).cast::<u64>();
+        for s in signals.into_iter().filter(|s| (1..=64).contains(s)) {
+            *word |= 1u64 << (s - 1);
         }
-        SigSet::from_sigset_t_unchecked(raw)
+        raw
     }
 }
 
-/// Blocks every handled signal in the calling thread; call before any thread or child exists.
-/// Also puts them back to their default disposition: podvisor may have inherited some as ignored
-/// (nohup, some CI agents), and an ignored signal that is not blocked would be lost.
+/// Puts `signo` back to SIG_DFL with the raw syscall: the libc wrappers refuse their reserved
+/// signals (glibc 32-33, musl 32-34). Async-signal-safe.
+pub fn set_default(signo: i32) {
+    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask, whatever the
+    // architecture's field order.
+    let default = [0u64; 4];
+    // SAFETY: rt_sigaction with a valid, fully initialised struct and no old-action pointer;
+    // failures (KILL, STOP, out of range) change nothing.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo,
+            default.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
+}
+
+/// Blocks every signal podvisor always handles (all but the `--rewrite-signal` sources) in the
+/// calling thread: the first thing `main` does, before the configuration is parsed, so that a
+/// signal arriving in podvisor's first milliseconds is queued, not acted on by its default
+/// action (a SIGUSR1 then killed podvisor itself). Also puts them back to their default
+/// disposition: podvisor may have inherited some as ignored (nohup, some CI agents), and an
+/// ignored signal that is not blocked would be lost.
+pub fn block_early() -> io::Result<()> {
+    reset_and_block(&handled(&[]))
+}
+
+/// Then, once the configuration is known: the `--rewrite-signal` sources, the same way. Call
+/// after `block_early` and before any thread or child exists. Only what `block_early` did not
+/// cover: setting a pending default-ignored signal (CONT, WINCH) to SIG_DFL again would discard
+/// it (sigaction(2)).
 pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
     for &(from, _) in rewrites {
         if unreadable(from) || from == libc::SIGCHLD {
@@ -102,14 +149,21 @@ pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
             );
         }
     }
-    let handled = handled(&sources(rewrites));
-    for &s in &handled {
-        if s != libc::SIGCHLD {
-            // SAFETY: SIG_DFL installs no handler; failures (e.g. invalid numbers) are harmless.
-            unsafe { libc::signal(s, libc::SIG_DFL) };
-        }
+    let always = handled(&[]);
+    let more: Vec<i32> = handled(&sources(rewrites))
+        .into_iter()
+        .filter(|s| !always.contains(s))
+        .collect();
+    reset_and_block(&more)
+}
+
+fn reset_and_block(handled: &[i32]) -> io::Result<()> {
+    for &s in handled {
+        // SIGCHLD too: inherited as SIG_IGN it would make the kernel reap our children itself
+        // (waitpid(2): ECHILD), and the step's status would be lost.
+        set_default(s);
     }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(&handled)), None)?;
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(handled)), None)?;
     Ok(())
 }
 
@@ -205,7 +259,7 @@ pub fn pump(mut source: SignalSource, reaper: Arc<Reaper>) -> mpsc::UnboundedRec
 
 /// `SIGTERM`, `SIGRTMIN+3`, or the number for anything else.
 pub fn name(signo: i32) -> String {
-    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let (min, max) = (rtmin(), libc::SIGRTMAX());
     if signo == min {
         return "SIGRTMIN".into();
     }
@@ -239,12 +293,10 @@ pub fn parse(text: &str) -> Result<i32, String> {
             rest.parse::<i32>().ok()?
         };
         let n = base + sign * off;
-        (libc::SIGRTMIN()..=libc::SIGRTMAX())
-            .contains(&n)
-            .then_some(n)
+        (rtmin()..=libc::SIGRTMAX()).contains(&n).then_some(n)
     };
     let found = if let Some(rest) = bare.strip_prefix("RTMIN") {
-        rt(rest.strip_prefix('+').unwrap_or(rest), libc::SIGRTMIN(), 1)
+        rt(rest.strip_prefix('+').unwrap_or(rest), rtmin(), 1)
     } else if let Some(rest) = bare.strip_prefix("RTMAX") {
         rt(rest.strip_prefix('-').unwrap_or(rest), libc::SIGRTMAX(), -1)
     } else {

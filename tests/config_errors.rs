@@ -31,6 +31,9 @@ const fn var(name: &'static str, value: &'static str, needles: &'static [&'stati
     }
 }
 
+/// 108 bytes: one more than a unix socket address holds.
+const LONG_SOCKET: &str = "/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock";
+
 const CASES: &[Case] = &[
     // unknown flag (with clap's suggestion kept on the line)
     flag(&["--bogus"], &["--bogus"]),
@@ -51,6 +54,11 @@ const CASES: &[Case] = &[
     flag(&["--wait-tcp", "db:0"], &["--wait-tcp", "db:0"]),
     flag(&["--wait-tcp", "::1:80"], &["--wait-tcp", "::1:80"]),
     flag(&["--wait-tcp", ":80"], &["--wait-tcp", ":80"]),
+    flag(&["--wait-tcp", "db:+80"], &["--wait-tcp", "db:+80"]),
+    flag(
+        &["--wait-tcp", "http://db:80"],
+        &["--wait-tcp", "http://db:80", "--wait-http"],
+    ),
     // bad URL, non-http scheme
     flag(&["--wait-http", "not a url"], &["--wait-http", "not a url"]),
     flag(
@@ -63,6 +71,27 @@ const CASES: &[Case] = &[
         &["--wait-http", "https://x/", "http://"],
     ),
     flag(&["--wait-http", "ftp://x/"], &["--wait-http", "ftp://x/"]),
+    // a port that is not 1-65535 (the probe used to fall back to port 80)
+    flag(
+        &["--wait-http", "http://db:99999/"],
+        &["--wait-http", "http://db:99999/", "port"],
+    ),
+    flag(
+        &["--wait-http", "http://db:65536/"],
+        &["--wait-http", "http://db:65536/"],
+    ),
+    flag(
+        &["--wait-http", "http://db:0/"],
+        &["--wait-http", "http://db:0/"],
+    ),
+    flag(
+        &["--wait-http", "http://db:abc/"],
+        &["--wait-http", "http://db:abc/"],
+    ),
+    flag(
+        &["--wait-http", "http://db:/"],
+        &["--wait-http", "http://db:/"],
+    ),
     // bad numbers
     flag(&["--retries", "many"], &["--retries", "many"]),
     flag(&["--retries", "-1"], &["--retries", "-1"]),
@@ -70,6 +99,8 @@ const CASES: &[Case] = &[
     // log format and level
     flag(&["--log-format", "xml"], &["--log-format", "xml"]),
     flag(&["--log-level", "loud"], &["--log-level", "loud"]),
+    // not one of error|warn|info|debug
+    flag(&["--log-level", "trace"], &["--log-level", "trace"]),
     // signals (options of the supervision and sidecar issues)
     flag(&["--rewrite-signal", "TERM"], &["--rewrite-signal", "TERM"]),
     flag(
@@ -79,6 +110,16 @@ const CASES: &[Case] = &[
     flag(&["--stop-signal", "SIGNOPE"], &["--stop-signal", "SIGNOPE"]),
     // empty paths
     flag(&["--wait-file", ""], &["--wait-file"]),
+    // a socket path longer than sun_path can hold (107 bytes)
+    flag(
+        &["--wait-unix", LONG_SOCKET],
+        &["--wait-unix", LONG_SOCKET, "107"],
+    ),
+    var(
+        "PODVISOR_WAIT_UNIX",
+        LONG_SOCKET,
+        &["PODVISOR_WAIT_UNIX", LONG_SOCKET],
+    ),
     // --sh and a COMMAND
     flag(&["--sh", "true", "--", "ls"], &["--sh", "ls"]),
     // bad env values
@@ -96,6 +137,11 @@ const CASES: &[Case] = &[
         &["PODVISOR_WAIT_HTTP", "https://x/"],
     ),
     var(
+        "PODVISOR_WAIT_HTTP",
+        "http://db:8o80/",
+        &["PODVISOR_WAIT_HTTP", "http://db:8o80/"],
+    ),
+    var(
         "PODVISOR_NO_STRICT",
         "perhaps",
         &["PODVISOR_NO_STRICT", "perhaps"],
@@ -111,6 +157,11 @@ const CASES: &[Case] = &[
         "PODVISOR_LOG_LEVEL",
         "loud",
         &["PODVISOR_LOG_LEVEL", "loud"],
+    ),
+    var(
+        "PODVISOR_LOG_LEVEL",
+        "trace",
+        &["PODVISOR_LOG_LEVEL", "trace"],
     ),
     var(
         "PODVISOR_GRACE_PERIOD",

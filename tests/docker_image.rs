@@ -64,7 +64,8 @@ fn localhost_and_hosts_names_resolve_in_the_empty_image() {
     let mut cleanup = Cleanup::new();
     let image = docker::podvisor_image(&mut cleanup);
     // Without a listener the check fails at once, and the last error names the loopback
-    // address it tried: proof that the name was resolved (from the /etc/hosts Docker mounts).
+    // address it tried: proof that the name was resolved (localhost: loopback by RFC 6761;
+    // sidecar.test: only in the /etc/hosts Docker mounts, from --add-host).
     for host in ["localhost", "sidecar.test"] {
         let target = format!("{host}:9");
         let done = cleanup.run(&[

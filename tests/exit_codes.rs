@@ -35,6 +35,34 @@ fn not_found_is_127_and_names_command_and_path() {
 }
 
 #[test]
+fn unset_path_searches_the_default_path_and_empty_path_nothing() {
+    let without_path = || {
+        let mut cmd = TestCommand::new();
+        cmd.command().env_clear();
+        cmd
+    };
+    // As execvp(3), tini and the shell: `sh` is found although PATH is unset.
+    without_path()
+        .args(["--", "sh", "-c", "exit 2"])
+        .run()
+        .assert_code(2);
+    without_path()
+        .args(["--", "no-such-command-xyz"])
+        .run()
+        .assert_code(127)
+        .assert_stderr_has("no-such-command-xyz")
+        .assert_stderr_has("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .assert_stderr_has("unset");
+    // Set but empty is searched as given: nothing.
+    TestCommand::new()
+        .env("PATH", "")
+        .args(["--", "sh", "-c", "exit 2"])
+        .run()
+        .assert_code(127)
+        .assert_stderr_has("PATH=\n");
+}
+
+#[test]
 fn not_executable_is_126() {
     let dir = support::TempDir::new("noexec");
     let f = dir.path().join("script");

@@ -124,3 +124,24 @@ fn wait_cmd_probes_start_clean_too() {
         .collect();
     assert_eq!(flat, [CLEAN_MASK, CLEAN_IGN], "{text}");
 }
+
+#[test]
+fn sigchld_inherited_as_ignored_does_not_lose_the_childs_status() {
+    // SIGCHLD at SIG_IGN makes the kernel reap children by itself: waitpid would see nothing.
+    let mut cmd = podvisor(&["--sh", "grep -E '^Sig(Blk|Ign)' /proc/self/status; exit 3"]);
+    // SAFETY: signal() in the forked child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let f = Supervised::start(cmd, true).finish(Duration::from_secs(15));
+    f.assert_code(3);
+    let flat: Vec<String> = f
+        .lines
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(flat, [CLEAN_MASK, CLEAN_IGN], "{}", f.explain());
+}

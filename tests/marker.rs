@@ -135,6 +135,7 @@ fn signaled() {
     let v = check_schema(&m, &run);
     assert_eq!(v["status"], "signaled", "{v}");
     assert_eq!(v["signal"], "SIGKILL", "{v}");
+    assert_eq!(v["reason"], "the command was killed by SIGKILL", "{v}");
 }
 
 #[test]
@@ -185,9 +186,15 @@ fn cancelled_in_the_wait_phase() {
     let m = marker_path(&dir);
     let lock = dir.path().join("m.json.lock");
     let start = std::time::Instant::now();
-    let (child, shown) = with_marker(&m)
+    let present = dir.path().join("present");
+    fs::write(&present, "").unwrap();
+    let (mut child, shown) = with_marker(&m)
         .arg("--wait-file")
         .arg(dir.path().join("never"))
+        .arg("--wait-file")
+        .arg(&present)
+        .args(["--wait-tcp", "127.0.0.1:1", "--interval", "50ms"])
+        .args(["--log-level", "debug"])
         .args(["--timeout", "0", "--", "echo", "SHOULD-NOT-RUN"])
         .spawn();
     // The lock exists (and signals are blocked) before the wait phase starts.
@@ -195,9 +202,22 @@ fn cancelled_in_the_wait_phase() {
         lock.exists().then_some(())
     });
     assert!(!lock_free(&lock), "locked during the wait phase");
+    // Cancel once one target is ready and the tcp one has failed three times.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    while !(seen.contains("is ready after") && seen.contains("127.0.0.1:1: attempt 3 failed")) {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            panic!("podvisor ended its stderr before that:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let output = child.wait_with_output().expect("wait for podvisor");
+    let mut output = child.wait_with_output().expect("wait for podvisor");
+    std::io::Read::read_to_end(&mut stderr, &mut output.stderr).expect("read stderr");
+    output.stderr.splice(0..0, seen.into_bytes());
     let run = Run {
         shown,
         output,
@@ -208,6 +228,26 @@ fn cancelled_in_the_wait_phase() {
     assert_eq!(v["status"], "cancelled", "{v}");
     assert_eq!(v["signal"], "SIGTERM", "{v}");
     assert!(lock_free(&lock), "released at the end");
+    // Every target, as far as it got when the signal came.
+    let waits = v["waits"].as_array().expect("waits");
+    assert_eq!(waits.len(), 3, "{v}\n{}", run.explain());
+    let target = |name: String| {
+        waits
+            .iter()
+            .find(|w| w["target"] == name.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+    };
+    let never = target(format!("file://{}", dir.path().join("never").display()));
+    assert_eq!(never["ready"], false, "{v}");
+    assert!(never["attempts"].as_u64() >= Some(1), "{v}");
+    let file = target(format!("file://{}", present.display()));
+    assert_eq!(file["ready"], true, "{v}");
+    assert_eq!(file["attempts"], 1, "{v}");
+    let tcp = target("tcp://127.0.0.1:1".into());
+    assert_eq!(tcp["ready"], false, "{v}");
+    assert!(tcp["attempts"].as_u64() >= Some(3), "{v}");
+    assert!(tcp["after_ms"].as_u64() >= Some(100), "{v}");
+    assert!(tcp["after_ms"] == never["after_ms"], "{v}");
 }
 
 #[test]
@@ -365,6 +405,40 @@ fn assert_one_marker_error(run: &Run, marker: &Path, why: &str) {
         "{}",
         run.explain()
     );
+}
+
+#[test]
+fn a_stale_marker_that_cannot_be_removed_keeps_the_lock_held() {
+    let dir = TempDir::new("mk-unremovable");
+    let m = marker_path(&dir);
+    fs::create_dir(&m).unwrap(); // nothing can remove it, nor rename a marker over it
+    let lock = dir.path().join("m.json.lock");
+    // The step itself checks that the lock is held while it runs.
+    let script = format!(
+        "if flock -n '{}' true; then exit 7; else exit 6; fi",
+        lock.display()
+    );
+    let run = with_marker(&m).args(["--", "sh", "-c", &script]).run();
+    run.assert_code(6);
+    let errors: Vec<String> = run
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("error"))
+        .map(str::to_owned)
+        .collect();
+    let path = m.display().to_string();
+    assert!(
+        errors.len() == 2 && errors.iter().all(|l| l.contains(&path)),
+        "one error line for the removal, one for the write\n{}",
+        run.explain()
+    );
+    assert!(errors[0].contains("removing stale"), "{}", run.explain());
+    assert!(
+        errors[1].contains("cannot write the marker"),
+        "{}",
+        run.explain()
+    );
+    assert!(lock_free(&lock), "released at the end");
 }
 
 /// podvisor run as nobody through setpriv (root would ignore the permissions under test).

@@ -169,3 +169,57 @@ fn nothing_to_wait_for_nor_run_is_success() {
     run.assert_code(0);
     assert!(run.stdout().is_empty(), "{}", run.explain());
 }
+
+/// Whether `pid` blocks any signal (its SigBlk in /proc is not all zero).
+fn blocks_signals(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("SigBlk:")
+                    .map(|m| m.trim().trim_start_matches('0').is_empty())
+            })
+        })
+        .is_some_and(|empty| !empty)
+}
+
+#[test]
+fn a_signal_while_the_configuration_is_parsed_is_forwarded_never_fatal() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::Duration;
+    // A thousand unknown PODVISOR_* variables (each gets a warning with a suggestion) make
+    // podvisor spend a good half second on its configuration, so that a signal can be sent
+    // while it parses. podvisor must block its signals before that, first thing in main: the
+    // SIGUSR1 goes out as soon as SigBlk shows it (or after 300 ms at the latest, long before
+    // the parsing ends). Not blocked yet, its default action would kill podvisor itself (the
+    // wait status says "signaled"); blocked, it is queued and forwarded to the step once that
+    // runs (the step dies of it: podvisor exits 128+10).
+    for n in 0..3 {
+        let mut c = TestCommand::new().args(["--", "sleep", "5"]);
+        let cmd = c.command();
+        for i in 0..1000 {
+            cmd.env(format!("PODVISOR_WAIT_TPC_{i}"), "x");
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let start = Instant::now();
+        let child = cmd.spawn().expect("spawn podvisor");
+        while !blocks_signals(child.id()) && start.elapsed() < Duration::from_millis(300) {
+            std::thread::yield_now();
+        }
+        let sent_after = start.elapsed();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .expect("kill");
+        let out = child.wait_with_output().expect("wait for podvisor");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            (out.status.signal(), out.status.code()),
+            (None, Some(138)),
+            "run {n}: podvisor -- sleep 5, SIGUSR1 after {sent_after:?}: {:?}\n--- stderr (last lines) ---\n{}",
+            out.status,
+            stderr.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        );
+    }
+}

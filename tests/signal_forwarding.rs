@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::libc;
 use podvisor::signals::name;
-use support::sigs::{podvisor, podvisor_sigecho, sigecho, Supervised};
+use support::sigs::{podvisor, podvisor_at, podvisor_sigecho, sigecho, Supervised};
 
 /// Ends sigecho: a real-time signal, read after every pending standard one.
 fn sentinel() -> i32 {
@@ -41,10 +41,12 @@ fn forwarded() -> Vec<i32> {
 
 /// Sends each forwarded signal, one at a time, and checks it arrived once and alone.
 fn each_arrives_once(to_group: bool) {
-    let cmd = podvisor_sigecho(
-        &["--grace-period", "60s"],
-        &["--exit-on", &exit_on_sentinel()],
-    );
+    each_arrives_once_at(&support::podvisor_bin(), to_group);
+}
+
+fn each_arrives_once_at(bin: &std::path::Path, to_group: bool) {
+    let mut cmd = podvisor_at(bin, &["--grace-period", "60s", "--"]);
+    cmd.arg(sigecho()).args(["--exit-on", &exit_on_sentinel()]);
     let mut s = Supervised::start(cmd, true);
     let echo = s.expect_echo("");
     s.expect("ready");
@@ -89,6 +91,12 @@ fn each_forwarded_signal_arrives_exactly_once() {
 #[test]
 fn signals_sent_to_podvisors_whole_group_arrive_exactly_once() {
     each_arrives_once(true);
+}
+
+#[test]
+fn the_static_musl_build_forwards_every_signal_too() {
+    // musl reserves 32-34 and calls 35 SIGRTMIN; glibc senders (and this test) mean 34.
+    each_arrives_once_at(&support::docker::static_binary(), true);
 }
 
 #[test]

@@ -170,3 +170,67 @@ fn log_level_debug_shows_failed_attempts() {
         .assert_code(124)
         .assert_stderr_has(&format!("debug: tcp://{target}: attempt 1 failed"));
 }
+
+/// A stderr pipe whose reader has gone: every log line podvisor writes fails with EPIPE.
+fn broken_stderr(cmd: &mut TestCommand) {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    drop(reader);
+    cmd.command().stderr(std::process::Stdio::from(writer));
+}
+
+#[test]
+fn a_broken_stderr_changes_neither_the_status_nor_the_outcome() {
+    // The step's own status, although "child started" and "child ended" cannot be written.
+    let mut cmd = TestCommand::new().args(["--", "sh", "-c", "exit 3"]);
+    broken_stderr(&mut cmd);
+    cmd.run().assert_code(3);
+
+    // A failed wait (its error lines lost too) is still 124.
+    let target = format!("127.0.0.1:{}", free_port(V4));
+    let mut cmd = TestCommand::new().args(["--retries", "0", "--wait-tcp", &target]);
+    broken_stderr(&mut cmd);
+    cmd.run().assert_code(124);
+
+    // Supervision goes on to the end: the marker is written.
+    let dir = TempDir::new("broken-stderr");
+    let marker = dir.path().join("m.json");
+    let mut cmd = TestCommand::new()
+        .arg("--marker")
+        .arg(&marker)
+        .args(["--", "sh", "-c", "exit 5"]);
+    broken_stderr(&mut cmd);
+    let run = cmd.run();
+    run.assert_code(5);
+    let text = std::fs::read_to_string(&marker)
+        .unwrap_or_else(|e| panic!("no marker {}: {e}\n{}", marker.display(), run.explain()));
+    assert!(
+        text.contains(r#""status":"exited""#) && text.contains(r#""exit_code":5"#),
+        "{text}\n{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn wait_cmd_output_at_debug_level_keeps_the_prefix_on_every_line() {
+    let run = TestCommand::new()
+        .args(["--log-level", "debug", "--wait-cmd"])
+        .arg("echo OUT1; echo OUT2; echo ERR >&2")
+        .arg("--wait-cmd")
+        .arg("echo A\necho B")
+        .run();
+    run.assert_code(0);
+    let stderr = run.stderr();
+    assert!(
+        stderr.lines().all(|l| l.starts_with("podvisor: ")),
+        "a line without the prefix\n{}",
+        run.explain()
+    );
+    for out in ["OUT1", "OUT2", "ERR"] {
+        run.assert_stderr_has(&format!(
+            "podvisor: debug: echo OUT1; echo OUT2; echo ERR >&2: {out}\n"
+        ));
+    }
+    // A script of several lines is shown on one.
+    run.assert_stderr_has("podvisor: debug: echo A\\necho B: B\n");
+    run.assert_stderr_has("podvisor: cmd://echo A\\necho B is ready");
+}

@@ -177,7 +177,8 @@ fn interval_spaces_the_attempts() {
         run.explain()
     );
     for pair in times.windows(2) {
-        assert!(pair[1] - pair[0] >= 450, "{times:?}\n{}", run.explain());
+        // Shell start-up jitter is in each time; 100 ms (the default) would be far below.
+        assert!(pair[1] - pair[0] >= 350, "{times:?}\n{}", run.explain());
     }
 }
 
@@ -198,10 +199,12 @@ fn max_interval_doubles_the_delay_up_to_the_cap() {
         "gaps {gaps:?}\n{}",
         run.explain()
     );
+    // The times are taken inside each attempt's shell, so each carries its own start-up jitter
+    // (tens of ms on a loaded machine): the bounds tell doubling and the cap apart, no more.
     let expected = [100, 200, 400, 800, 800, 800];
     for (gap, want) in gaps.iter().zip(expected) {
         assert!(
-            *gap >= want * 9 / 10 && *gap < want + 700,
+            *gap >= want * 6 / 10 && *gap < want + 700,
             "gaps {gaps:?}, expected about {expected:?}\n{}",
             run.explain()
         );

@@ -72,8 +72,11 @@ pub async fn probe(script: &str, reaper: &Reaper) -> Result<(), String> {
     }
     .map_err(|_| "lost the command's status".to_owned())?;
     guard.0 = None;
-    if !text.is_empty() {
-        tracing::debug!("{script}: {}", String::from_utf8_lossy(&text).trim_end());
+    // One event per line of output, so that every line on stderr keeps the `podvisor:` prefix
+    // (and every JSON object stays one line of text anyway).
+    let name = script.replace('\n', "\\n");
+    for line in String::from_utf8_lossy(&text).lines() {
+        tracing::debug!("{name}: {line}");
     }
     match end {
         ChildEnd::Exited(0) => Ok(()),

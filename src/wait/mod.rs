@@ -69,9 +69,12 @@ impl Report {
     }
 }
 
-/// A target's progress, shared between its loop and the phase (which reads it at the deadline).
+/// A target's progress, shared between its loop and the phase (which reads it at the deadline,
+/// or when the phase is cancelled).
 #[derive(Debug, Default)]
 struct Progress {
+    /// When it became ready, from the start of the phase.
+    ready_after: Option<Duration>,
     /// Attempts finished.
     attempts: u32,
     /// The attempt in flight, if any.
@@ -93,6 +96,62 @@ impl Progress {
     }
 }
 
+/// How far every target of a wait phase got: kept outside the phase's future, so that a phase
+/// cancelled by a signal (its future dropped) still reports every target, with its real
+/// attempts, in the marker.
+#[derive(Debug)]
+pub struct Tracker {
+    /// When the phase started.
+    start: Instant,
+    /// The targets' names, in the order given.
+    names: Vec<String>,
+    /// One per target, shared with its loop.
+    progress: Vec<Arc<Mutex<Progress>>>,
+}
+
+impl Tracker {
+    /// Starts the clock of the phase for these targets.
+    pub fn new(targets: &[Target]) -> Self {
+        Self {
+            start: Instant::now(),
+            names: targets.iter().map(ToString::to_string).collect(),
+            progress: targets.iter().map(|_| Arc::default()).collect(),
+        }
+    }
+
+    /// Every target as far as it got: not ready yet = not ready, after the time so far.
+    pub fn report(&self) -> Report {
+        let elapsed = self.start.elapsed();
+        let targets = self
+            .names
+            .iter()
+            .zip(&self.progress)
+            .map(|(target, p)| {
+                let p = p.lock().unwrap_or_else(PoisonError::into_inner);
+                TargetReport {
+                    target: target.clone(),
+                    ready: p.ready_after.is_some(),
+                    after: p.ready_after.unwrap_or(elapsed),
+                    attempts: p.running.unwrap_or(p.attempts),
+                    last_error: p
+                        .ready_after
+                        .is_none()
+                        .then(|| p.failure(" when waiting ended")),
+                }
+            })
+            .collect();
+        Report { targets }
+    }
+
+    fn is_ready(&self, i: usize) -> bool {
+        self.progress[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ready_after
+            .is_some()
+    }
+}
+
 /// How often a pending target is reported.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -102,12 +161,19 @@ enum End {
     OutOfRetries,
 }
 
-/// Waits for every target; logs progress and the outcome of each.
-pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>) -> Report {
-    let start = Instant::now();
+/// Waits for every target (`tracker` made of the same targets); logs progress and the outcome
+/// of each.
+pub async fn wait_all(
+    targets: &[Target],
+    policy: &Policy,
+    reaper: &Arc<Reaper>,
+    tracker: &Tracker,
+) -> Report {
+    let start = tracker.start;
     // A deadline beyond what the clock can represent is no deadline (`--timeout 500000000y`).
     let deadline = policy.timeout.and_then(|t| start.checked_add(t));
-    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    let names = &tracker.names;
+    let progress = &tracker.progress;
     tracing::info!(
         "waiting for {} ({})",
         names.join(", "),
@@ -116,8 +182,6 @@ pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>)
             .map_or("no timeout".to_owned(), |t| format!("timeout {}", show(t)))
     );
 
-    let progress: Vec<Arc<Mutex<Progress>>> = targets.iter().map(|_| Arc::default()).collect();
-    let mut ready_after: Vec<Option<Duration>> = vec![None; targets.len()];
     let mut set = JoinSet::new();
     for (i, t) in targets.iter().enumerate() {
         let (t, p, pol, reaper, name) = (
@@ -145,7 +209,7 @@ pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>)
             joined = set.join_next() => joined,
             _ = sleep_until_opt(deadline) => break,
             _ = ticker.tick() => {
-                for (i, name) in names.iter().enumerate().filter(|(i, _)| ready_after[*i].is_none()) {
+                for (i, name) in names.iter().enumerate().filter(|(i, _)| !tracker.is_ready(*i)) {
                     let p = progress[i].lock().unwrap_or_else(PoisonError::into_inner);
                     tracing::info!(
                         "still waiting for {name}: {} in {}, last error: {}",
@@ -158,10 +222,7 @@ pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>)
             }
         };
         match joined {
-            Some(Ok((i, End::Ready))) => {
-                ready_after[i] = Some(start.elapsed());
-                pending -= 1;
-            }
+            Some(Ok((_, End::Ready))) => pending -= 1,
             Some(Ok((_, End::OutOfRetries))) => break,
             Some(Err(e)) => {
                 tracing::error!("a wait task failed: {e}");
@@ -172,24 +233,7 @@ pub async fn wait_all(targets: &[Target], policy: &Policy, reaper: &Arc<Reaper>)
     }
     // Abandoned attempts are dropped here; a --wait-cmd attempt kills its shell on drop.
     set.abort_all();
-
-    let elapsed = start.elapsed();
-    let targets = names
-        .into_iter()
-        .zip(progress)
-        .zip(ready_after)
-        .map(|((target, p), after)| {
-            let p = p.lock().unwrap_or_else(PoisonError::into_inner);
-            TargetReport {
-                target,
-                ready: after.is_some(),
-                after: after.unwrap_or(elapsed),
-                attempts: p.running.unwrap_or(p.attempts),
-                last_error: after.is_none().then(|| p.failure(" when waiting ended")),
-            }
-        })
-        .collect();
-    Report { targets }
+    tracker.report()
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -214,6 +258,10 @@ async fn run_target(
         _ => None,
     };
     let ready = |attempts: u32| {
+        progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ready_after = Some(start.elapsed());
         tracing::info!(
             "{name} is ready after {} ({})",
             show_ms(start.elapsed()),

@@ -37,7 +37,8 @@ impl fmt::Display for Target {
                 ),
                 _ => write!(f, "{u}"),
             },
-            Target::Cmd(c) => write!(f, "cmd://{c}"),
+            // One line in a log line or the marker, whatever the script.
+            Target::Cmd(c) => write!(f, "cmd://{}", c.replace('\n', "\\n")),
         }
     }
 }
@@ -56,6 +57,11 @@ pub fn parse_host_port(text: &str) -> Result<Target, String> {
     if text.contains(',') {
         return Err("one HOST:PORT per flag (comma lists are for PODVISOR_WAIT_TCP)".into());
     }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "expected HOST:PORT without {scheme}://, e.g. localhost:5432 (URLs are for --wait-http)"
+        ));
+    }
     let (host, port) = text
         .rsplit_once(':')
         .ok_or("expected HOST:PORT, e.g. localhost:5432 or [::1]:80")?;
@@ -70,15 +76,21 @@ pub fn parse_host_port(text: &str) -> Result<Target, String> {
     if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
         return Err("expected HOST:PORT with a host name or address".into());
     }
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|&p| p != 0)
-        .ok_or("the port must be a number from 1 to 65535")?;
+    let port = parse_port(port)?;
     Ok(Target::Tcp {
         host: host.to_owned(),
         port,
     })
+}
+
+/// A port from 1 to 65535, digits only (`u16::from_str` would also take `+80`).
+fn parse_port(text: &str) -> Result<u16, String> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<u16>().ok())
+        .flatten()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| "the port must be a number from 1 to 65535".to_owned())
 }
 
 /// Parses an `http://` URL.
@@ -90,9 +102,21 @@ pub fn parse_http(text: &str) -> Result<Target, String> {
         None => return Err("expected an absolute URL starting with http://".into()),
     }
     match uri.host() {
-        Some(h) if !h.is_empty() => Ok(Target::Http(uri)),
-        _ => Err("the URL has no host".into()),
+        Some(h) if !h.is_empty() => {}
+        _ => return Err("the URL has no host".into()),
     }
+    // `Uri` takes any text after the colon (its `port()` is then None), and the probe would
+    // quietly use port 80 (`http://db:8o80/`): check the text here, as --wait-tcp does.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let after_host = match host_port.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(_, after)| after),
+        None => host_port.find(':').map_or("", |i| &host_port[i..]),
+    };
+    if let Some(port) = after_host.strip_prefix(':') {
+        parse_port(port)?;
+    }
+    Ok(Target::Http(uri))
 }
 
 /// A path must not be empty; any bytes are fine otherwise.
@@ -101,6 +125,21 @@ pub fn parse_path(text: &OsStr) -> Result<PathBuf, String> {
         return Err("the path is empty".into());
     }
     Ok(PathBuf::from(text))
+}
+
+/// The longest path a unix socket address holds: sun_path is 108 bytes with the final NUL
+/// (unix(7)). A longer one could never connect, and would only wait out the whole timeout.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// A `--wait-unix` path must fit in sun_path.
+pub fn check_socket_path(path: &std::path::Path) -> Result<(), String> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "the path is {len} bytes long, a unix socket path can have at most {MAX_SOCKET_PATH}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -164,10 +203,13 @@ mod tests {
             );
         }
         for bad in [
-            "h :80", "h/x:80", "[]:80", "h:", "h:+80x", "h:-1", "a:1,b:2",
+            "h :80", "h/x:80", "[]:80", "h:", "h:+80x", "h:+80", "h:-1", "a:1,b:2",
         ] {
             assert!(parse_host_port(bad).is_err(), "{bad:?}");
         }
+        // A URL gets a hint about the scheme, not the one about IPv6 (it has two colons).
+        let e = parse_host_port("http://localhost:80").unwrap_err();
+        assert!(e.contains("http://") && !e.contains("IPv6"), "{e}");
     }
 
     #[test]
@@ -199,6 +241,13 @@ mod tests {
     }
 
     #[test]
+    fn socket_paths_fit_in_sun_path() {
+        let path = |n: usize| PathBuf::from(format!("/{}", "s".repeat(n - 1)));
+        assert!(check_socket_path(&path(MAX_SOCKET_PATH)).is_ok());
+        assert!(check_socket_path(&path(MAX_SOCKET_PATH + 1)).is_err());
+    }
+
+    #[test]
     fn empty_paths_are_rejected() {
         assert!(parse_path("".as_ref()).is_err());
         assert_eq!(parse_path("a b".as_ref()), Ok(PathBuf::from("a b")));
@@ -208,6 +257,7 @@ mod tests {
     fn urls() {
         assert!(parse_http("http://127.0.0.1:8080/health").is_ok());
         assert!(parse_http("http://localhost/").is_ok());
+        assert!(parse_http("http://[::1]:65535/").is_ok());
         for bad in [
             "https://x/",
             "ftp://x/",
@@ -215,6 +265,12 @@ mod tests {
             "/path",
             "http://",
             "not a url",
+            "http://h:99999/",
+            "http://h:65536/",
+            "http://h:0/",
+            "http://h:abc/",
+            "http://h:+80/",
+            "http://h:/",
         ] {
             assert!(parse_http(bad).is_err(), "{bad:?}");
         }

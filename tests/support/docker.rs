@@ -45,8 +45,11 @@ pub fn static_binary() -> PathBuf {
             cmd.current_dir(repo_root())
                 .args(["build", "--release", "--target", STATIC_TARGET]);
             let out = bounded(cmd, Duration::from_secs(900));
-            let bin = repo_root()
-                .join("target")
+            // Where cargo puts it: CARGO_TARGET_DIR (relative to the repository) or target/.
+            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map(|d| repo_root().join(d))
+                .unwrap_or_else(|| repo_root().join("target"));
+            let bin = target_dir
                 .join(STATIC_TARGET)
                 .join("release")
                 .join("podvisor");

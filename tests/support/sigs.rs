@@ -126,7 +126,12 @@ pub fn podvisor_sigecho(flags: &[&str], args: &[&str]) -> Command {
 
 /// `podvisor FLAGS` with a clean PODVISOR_* environment and stdin from /dev/null.
 pub fn podvisor(flags: &[&str]) -> Command {
-    let mut cmd = Command::new(super::podvisor_bin());
+    podvisor_at(&super::podvisor_bin(), flags)
+}
+
+/// The same with another build of podvisor (the static musl one).
+pub fn podvisor_at(bin: &std::path::Path, flags: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("PODVISOR_") {
             cmd.env_remove(k);
