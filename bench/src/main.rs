@@ -144,6 +144,28 @@ fn first_line_with(path: &str, prefix: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The commit measured, marked when src/ or the manifest differ from it (docs may be edited
+/// while the bench runs).
+fn version() -> String {
+    let commit = output("git", &["describe", "--always"]);
+    let changed = output(
+        "git",
+        &[
+            "status",
+            "--porcelain",
+            "--",
+            "src",
+            "Cargo.toml",
+            "Cargo.lock",
+        ],
+    );
+    if changed.is_empty() || changed == "?" {
+        commit
+    } else {
+        format!("{commit} with uncommitted changes in src/ or Cargo.*")
+    }
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -183,7 +205,7 @@ fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
         first_line_with("/proc/meminfo", "MemTotal"),
         output("uname", &["-r"]),
         loadavg(),
-        output("git", &["describe", "--always", "--dirty"]),
+        version(),
         versions.join(", "),
     )
 }
