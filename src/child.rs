@@ -109,6 +109,7 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
     cmd.args(argv.iter().skip(1));
     // Built here: the child between fork and exec must not allocate.
     let everything = signals::raw_sigset(1..=64);
+    let ignored = ignored_signals();
     // SAFETY: only async-signal-safe libc calls on local data, no allocation.
     unsafe {
         cmd.pre_exec(move || {
@@ -118,7 +119,7 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
             if group && libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            reset_dispositions();
+            reset_dispositions(ignored);
             if foreground {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
@@ -141,17 +142,66 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
 /// child gets exactly the signals podvisor forwards (sigaction(2): setting SIG_IGN discards a
 /// pending signal).
 ///
+/// Only the signals that need it are touched: those `ignored` in podvisor, and those pending
+/// (sigpending), usually SIGPIPE alone. Setting all 62 twice while the parent waits for the exec
+/// cost ~0.2 ms on every start (bench row 1, same run: 1.80 ms against 1.58 ms).
+///
 /// # Safety
 /// Call only in the forked child: it changes process-wide signal state.
-unsafe fn reset_dispositions() {
+unsafe fn reset_dispositions(ignored: u64) {
+    let mut pending = std::mem::zeroed::<libc::sigset_t>();
+    if libc::sigpending(&mut pending) != 0 {
+        libc::sigfillset(&mut pending);
+    }
     for signo in 1..=64 {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
-        // The libc refuses its reserved signals here (EINVAL); nothing is sent to those.
-        libc::signal(signo, libc::SIG_IGN);
-        signals::set_default(signo);
+        let is_pending = libc::sigismember(&pending, signo) == 1;
+        if is_pending {
+            raw_sigaction(signo, Some(libc::SIG_IGN), None);
+        }
+        if is_pending || ignored & (1 << (signo - 1)) != 0 {
+            signals::set_default(signo);
+        }
     }
+}
+
+/// rt_sigaction(2) itself, like `signals::set_default`: libc refuses (EINVAL) the real-time
+/// signals it reserves. Sets a plain disposition (no flags, empty mask) when `set` is given;
+/// returns the old handler when `old` is.
+///
+/// # Safety
+/// Setting changes process-wide signal state; only SIG_DFL and SIG_IGN may be given.
+unsafe fn raw_sigaction(signo: i32, set: Option<libc::sighandler_t>, old: Option<&mut u64>) {
+    // The kernel's struct sigaction: handler, flags, restorer, mask. All zero is SIG_DFL.
+    let new = set.map(|h| [h as u64, 0, 0, 0]);
+    let mut prev = [0u64; 4];
+    let rc = libc::syscall(
+        libc::SYS_rt_sigaction,
+        signo,
+        new.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
+        prev.as_mut_ptr(),
+        8usize,
+    );
+    if let Some(old) = old {
+        *old = if rc == 0 { prev[0] } else { 0 };
+    }
+}
+
+/// The signals podvisor ignores now (inherited, or SIGPIPE from std), as a mask with bit N-1
+/// for signal N: the child must not inherit them. Reading a disposition changes nothing.
+fn ignored_signals() -> u64 {
+    let mut mask = 0;
+    for signo in 1..=64 {
+        let mut handler = 0;
+        // SAFETY: a query with no new action only reads.
+        unsafe { raw_sigaction(signo, None, Some(&mut handler)) };
+        if handler == libc::SIG_IGN as u64 {
+            mask |= 1 << (signo - 1);
+        }
+    }
+    mask
 }
 
 /// Whether podvisor runs in the foreground of the terminal on its stdin.

@@ -91,7 +91,8 @@ pub struct Section {
     pub unit: Unit,
     /// One line per tool; the first is podvisor's reference line for the ratios.
     pub lines: Vec<Line>,
-    /// Share of the machine's CPU time that other processes used while the row ran.
+    /// Share of the machine's CPU time that other processes used while the row ran (negative
+    /// when the row runs nothing).
     pub busy: f64,
 }
 

@@ -180,7 +180,8 @@ fn show(unit: Unit, v: Option<f64>) -> String {
 /// One section as a Markdown table.
 fn table(out: &mut String, s: &Section) {
     let _ = writeln!(out, "### {}\n\n{}\n", s.title, s.how);
-    if s.busy > 0.0 {
+    // Negative: not measured (row 8 runs nothing).
+    if s.busy >= 0.0 {
         let _ = writeln!(
             out,
             "Other work on the machine while this ran: {:.0}% of all CPU time (not the bench's \

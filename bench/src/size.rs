@@ -52,6 +52,6 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             .into(),
         unit: Unit::KiB,
         lines,
-        busy: 0.0,
+        busy: -1.0,
     }])
 }
