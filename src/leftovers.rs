@@ -16,6 +16,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::child::Child;
 use crate::config::Config;
+use crate::deadline::sleep_until_opt;
 use crate::reaper::Reaper;
 use crate::signals::{self, Received};
 
@@ -52,6 +53,9 @@ pub async fn terminate(
     let fresh = Instant::now() + config.grace_period;
     let kill_at = deadline.map_or(fresh, |d| d.min(fresh));
     let mut killed = false;
+    // Blind and not PID 1 (no /proc of our own namespace): orphans that left the step's group
+    // cannot be found to be signalled, and waiting for them would never end.
+    let mut give_up_at: Option<Instant> = None;
     loop {
         tokio::select! {
             // Something was reaped: maybe the last one, maybe new orphans to signal.
@@ -62,6 +66,17 @@ pub async fn terminate(
                 sweep.run(libc::SIGKILL);
                 tracing::info!("grace period of {} expired, sending SIGKILL to the leftovers",
                     crate::duration::show(config.grace_period));
+                if sweep.blind && sweep.me != 1 {
+                    give_up_at = Some(Instant::now() + BLIND_REAP_WAIT);
+                }
+            }
+            // The SIGKILLed ones had their time to be reaped; the rest are out of our sight.
+            _ = sleep_until_opt(give_up_at) => {
+                tracing::warn!(
+                    "leftover processes outside the step's group cannot be found without this \
+                     PID namespace's /proc; not waiting for them"
+                );
+                break;
             }
             // Signals still arrive; the leftovers are being stopped already.
             Some(got) = signals.recv() => {
@@ -77,6 +92,9 @@ pub async fn terminate(
         tracing::info!("leftovers terminated ({})", sweep.seen.len());
     }
 }
+
+/// How long SIGKILLed leftovers get to be reaped when the rest cannot be seen.
+const BLIND_REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Signals what the step left; each process gets SIGTERM once, SIGKILL as often as needed.
 struct Sweep {

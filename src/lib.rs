@@ -18,6 +18,7 @@
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod duration;
 pub mod exit;
 pub mod fdio;

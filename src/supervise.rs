@@ -9,10 +9,11 @@ use nix::errno::Errno;
 use nix::libc;
 use nix::unistd::Pid;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
 use crate::child::Child;
 use crate::config::Config;
+use crate::deadline::sleep_until_opt;
 use crate::exit::{ChildEnd, Outcome};
 use crate::reaper::Reaper;
 use crate::signals::{self, Received};
@@ -157,13 +158,6 @@ pub fn describe(end: ChildEnd) -> String {
     match end {
         ChildEnd::Exited(c) => format!("exited with {c}"),
         ChildEnd::Signaled(s) => format!("killed by {}", signals::name(s)),
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

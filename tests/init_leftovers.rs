@@ -105,3 +105,44 @@ fn a_stopped_leftover_is_woken_to_handle_sigterm() {
     assert!(f.elapsed < Duration::from_secs(10), "{}", f.explain());
     assert_gone(&f, &pids);
 }
+
+#[test]
+fn orphans_out_of_sight_do_not_hang_podvisor() {
+    // A PID namespace without its own /proc, podvisor not its PID 1: an orphan that left the
+    // step's group (setsid) cannot be found. podvisor must still end after the grace period,
+    // with the step's status; the namespace's init (sh) ending then takes the orphan with it.
+    let dir = support::TempDir::new("blind");
+    let flag = dir.path().join("left");
+    // The step exits only once the orphan has left its group, so the group-wide SIGTERM misses it.
+    let step = format!(
+        "setsid sh -c \"echo > {f}; exec sleep 1004\" & until [ -s {f} ]; do sleep 0.01; done; exit 5",
+        f = flag.display()
+    );
+    let script = format!(
+        "{} --grace-period 1s -- sh -c '{step}'; echo podvisor-rc=$?",
+        support::podvisor_bin().display()
+    );
+    let run = std::process::Command::new("timeout")
+        .args([
+            "30",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .expect("run unshare");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    let explain = format!(
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        run.status
+    );
+    assert!(stdout.contains("podvisor-rc=5"), "{explain}");
+    assert!(stderr.contains("cannot be found"), "{explain}");
+}

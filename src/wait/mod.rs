@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 
+use crate::deadline::sleep_until_opt;
 use crate::duration::show;
 use crate::reaper::Reaper;
 use policy::Policy;
@@ -234,13 +235,6 @@ pub async fn wait_all(
     // Abandoned attempts are dropped here; a --wait-cmd attempt kills its shell on drop.
     set.abort_all();
     tracker.report()
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Checks one target by the policy until it is ready or out of retries.
