@@ -5,7 +5,7 @@
 //! 1. `config`: flags (`cli`) merged with `PODVISOR_*` variables into a validated [`Config`].
 //! 2. `signals`: every handled signal is blocked before any thread or child exists and read
 //!    from a signalfd by one pump task; SIGCHLD makes the `reaper` (the only waitpid caller)
-//!    collect every exited child.
+//!    collect every exited child, and while a child runs the pump forwards to it at once.
 //! 3. `marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
 //! 4. `wait`: every target concurrently under one deadline; a terminating signal cancels.
 //! 5. `child` spawns the step (own process group, clean mask, terminal); `supervise` forwards
@@ -122,8 +122,13 @@ async fn start(config: &Config, report: &mut Report) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),
     };
-    let mut signals = signals::pump(source, reaper.clone());
-    steps(config, &reaper, &mut signals, report).await
+    let forwarder = signals::Forwarder::new(signals::Rules {
+        rewrites: config.rewrites.clone(),
+        sidecar: config.sidecar,
+        stop_signal: config.stop_signal,
+    });
+    let mut signals = signals::pump(source, reaper.clone(), forwarder.clone());
+    steps(config, &reaper, &mut signals, &forwarder, report).await
 }
 
 /// wait -> run -> until: the part of the pipeline that the marker records.
@@ -131,6 +136,7 @@ async fn steps(
     config: &Config,
     reaper: &Arc<Reaper>,
     signals: &mut UnboundedReceiver<Received>,
+    forwarder: &signals::Forwarder,
     report: &mut Report,
 ) -> Outcome {
     if !config.waits.is_empty() {
@@ -206,7 +212,7 @@ async fn steps(
             code: e.code,
             reason: e.reason,
         },
-        Ok(child) => supervise::supervise(child, config, reaper, signals, until).await,
+        Ok(child) => supervise::supervise(child, config, reaper, signals, forwarder, until).await,
     }
 }
 

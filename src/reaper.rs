@@ -96,6 +96,11 @@ impl Reaper {
         }
     }
 
+    /// Whether `pid` was spawned here and not collected yet.
+    pub fn awaits(&self, pid: i32) -> bool {
+        self.lock().contains_key(&pid)
+    }
+
     /// Resolves after the next reaping pass.
     pub async fn next_pass(&self) {
         self.reaped.notified().await;

@@ -7,8 +7,10 @@
 //! The child gets an empty mask and default dispositions back before exec (see `child.rs`).
 
 use std::io;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
+use nix::errno::Errno;
 use nix::libc;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -176,6 +178,8 @@ pub struct Received {
     pub sender: i32,
     /// siginfo's si_code: SI_USER for kill(2), SI_KERNEL for the terminal's Ctrl-C, ...
     pub code: i32,
+    /// The pump has already sent what this signal routes to (see [`Forwarder`]).
+    pub sent: bool,
 }
 
 impl Received {
@@ -218,6 +222,7 @@ impl SignalSource {
                         signo: info.ssi_signo as i32,
                         sender: info.ssi_pid as i32,
                         code: info.ssi_code,
+                        sent: false,
                     };
                     if is_job_control(got.signo) && !self.rewritten.contains(&got.signo) {
                         tracing::debug!("ignoring {} sent to podvisor itself", name(got.signo));
@@ -232,17 +237,162 @@ impl SignalSource {
     }
 }
 
+/// What a signal means while the step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `--sidecar`'s SIGTERM: stop the child with this stop signal.
+    Stop(i32),
+    /// Forward it as this signal (after `--rewrite-signal`).
+    Forward(i32),
+    /// Neither forwarded nor a `--rewrite-signal` source.
+    NotForwarded,
+    /// `--no-group`: the terminal's signal reached the child directly.
+    FromTerminal,
+}
+
+impl Route {
+    /// The signal that goes to the child, if any.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            Route::Stop(s) | Route::Forward(s) => Some(s),
+            Route::NotForwarded | Route::FromTerminal => None,
+        }
+    }
+}
+
+/// The configuration's part in routing a signal.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// `--rewrite-signal FROM:TO`, first match wins.
+    pub rewrites: Vec<(i32, i32)>,
+    /// `--sidecar`: SIGTERM stops the child with `stop_signal`.
+    pub sidecar: bool,
+    /// `--stop-signal`.
+    pub stop_signal: i32,
+}
+
+impl Rules {
+    /// Where `got` goes while a child runs; `group` is false with `--no-group`. Pure, so that the
+    /// pump (which sends) and `supervise` (which logs and arms the grace period) agree.
+    pub fn route(&self, got: &Received, group: bool) -> Route {
+        if self.sidecar && got.signo == libc::SIGTERM {
+            return Route::Stop(self.stop_signal);
+        }
+        let rewrite = self.rewrites.iter().find(|&&(from, _)| from == got.signo);
+        if !is_forwarded(got.signo) && rewrite.is_none() {
+            return Route::NotForwarded;
+        }
+        if !group && got.from_terminal() {
+            // --no-group: the child shares podvisor's group, so the terminal signalled it too.
+            // Forwarding would deliver Ctrl-C twice, and would start a grace period that kills
+            // an interactive shell (which ignores SIGINT) for pressing Ctrl-C.
+            return Route::FromTerminal;
+        }
+        Route::Forward(rewrite.map_or(got.signo, |&(_, to)| to))
+    }
+}
+
+/// The running child as the pump sees it, so that a signal is forwarded right after it is read:
+/// before the event travels the channel to `supervise`, before the pump's next (empty) read of
+/// the signalfd, and before any log line (bench row 4: that path cost more than tini's whole
+/// forward). `supervise` sets it when the child starts; it is cleared as soon as the reaper has
+/// collected the child (in the pump too, so no late signal goes to a reused pid) and when
+/// supervision ends. With no child (the wait phase) nothing is sent here.
+pub struct Forwarder {
+    rules: Rules,
+    /// kill(2)'s target: `-pgid`, or the pid with `--no-group`; 0 while no child runs.
+    target: AtomicI32,
+}
+
+impl Forwarder {
+    /// No child yet.
+    pub fn new(rules: Rules) -> Arc<Self> {
+        Arc::new(Self {
+            rules,
+            target: AtomicI32::new(0),
+        })
+    }
+
+    /// The rules both sides route by.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The child `pid` runs from now on (its own group unless `--no-group`).
+    pub fn set(&self, pid: i32, group: bool) {
+        let target = if group { -pid } else { pid };
+        self.target.store(target, Ordering::Relaxed);
+    }
+
+    /// Whether a child runs (set and not yet reaped).
+    pub fn running(&self) -> bool {
+        self.target.load(Ordering::Relaxed) != 0
+    }
+
+    /// No child to forward to any more.
+    pub fn clear(&self) {
+        self.target.store(0, Ordering::Relaxed);
+    }
+
+    /// Sends what `got` routes to, if a child runs; whether it was sent.
+    fn forward(&self, got: &Received) -> bool {
+        let target = self.target.load(Ordering::Relaxed);
+        if target == 0 {
+            return false;
+        }
+        match self.rules.route(got, target < 0).signal() {
+            Some(signo) => {
+                kill(target, signo);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After a reaping pass: forget the child once the reaper has collected it.
+    fn forget_reaped(&self, reaper: &Reaper) {
+        let target = self.target.load(Ordering::Relaxed);
+        if target != 0 && !reaper.awaits(target.abs()) {
+            self.clear();
+        }
+    }
+}
+
+/// kill(2) with a plain number (nix's Signal has no real-time signals); `target` negative for a
+/// group. ESRCH (the child is gone or left its group) is only a debug line.
+pub fn kill(target: i32, signo: i32) {
+    // SAFETY: kill(2) with plain numbers.
+    let rc = unsafe { libc::kill(target, signo) };
+    if rc != 0 {
+        match Errno::last() {
+            Errno::ESRCH => tracing::debug!(
+                "{} not delivered: No such process ({})",
+                name(signo),
+                target
+            ),
+            e => tracing::warn!("sending {} failed: {e}", name(signo)),
+        }
+    }
+}
+
 /// Starts the signal pump: SIGCHLD means "reap now" and never leaves this task; every other
-/// signal is queued, in order, for whoever runs the current phase.
-pub fn pump(mut source: SignalSource, reaper: Arc<Reaper>) -> mpsc::UnboundedReceiver<Received> {
+/// signal is forwarded at once when a child runs (see [`Forwarder`]) and queued, in order, for
+/// whoever runs the current phase.
+pub fn pump(
+    mut source: SignalSource,
+    reaper: Arc<Reaper>,
+    forwarder: Arc<Forwarder>,
+) -> mpsc::UnboundedReceiver<Received> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
             match source.recv().await {
                 Ok(got) if got.signo == libc::SIGCHLD => {
                     reaper.reap();
+                    forwarder.forget_reaped(&reaper);
                 }
-                Ok(got) => {
+                Ok(mut got) => {
+                    got.sent = forwarder.forward(&got);
                     if tx.send(got).is_err() {
                         return;
                     }
@@ -335,6 +485,38 @@ mod tests {
         ] {
             assert_eq!(parse(&name(s)), Ok(s));
         }
+    }
+
+    #[test]
+    fn routes() {
+        let rules = Rules {
+            rewrites: vec![
+                (libc::SIGPWR, libc::SIGTERM),
+                (libc::SIGUSR1, libc::SIGUSR2),
+            ],
+            sidecar: true,
+            stop_signal: libc::SIGQUIT,
+        };
+        let got = |signo, code| Received {
+            signo,
+            sender: 0,
+            code,
+            sent: false,
+        };
+        let user = libc::SI_USER;
+        let r = |signo, code, group| rules.route(&got(signo, code), group);
+        assert_eq!(r(libc::SIGTERM, user, true), Route::Stop(libc::SIGQUIT));
+        assert_eq!(r(libc::SIGPWR, user, true), Route::Forward(libc::SIGTERM));
+        assert_eq!(r(libc::SIGUSR1, user, false), Route::Forward(libc::SIGUSR2));
+        assert_eq!(r(libc::SIGHUP, user, true), Route::Forward(libc::SIGHUP));
+        assert_eq!(r(libc::SIGURG, user, true), Route::NotForwarded);
+        let terminal = libc::SI_KERNEL;
+        assert_eq!(
+            r(libc::SIGINT, terminal, true),
+            Route::Forward(libc::SIGINT)
+        );
+        assert_eq!(r(libc::SIGINT, terminal, false), Route::FromTerminal);
+        assert_eq!(Route::FromTerminal.signal(), None);
     }
 
     #[test]

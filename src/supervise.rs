@@ -5,9 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use nix::errno::Errno;
 use nix::libc;
-use nix::unistd::Pid;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
@@ -16,7 +14,7 @@ use crate::config::Config;
 use crate::deadline::sleep_until_opt;
 use crate::exit::{ChildEnd, Outcome};
 use crate::reaper::Reaper;
-use crate::signals::{self, Received};
+use crate::signals::{self, Forwarder, Received, Route};
 use crate::{duration, leftovers};
 
 /// A condition that, once it holds, stops the child (the sidecar's until-condition).
@@ -38,6 +36,7 @@ pub async fn supervise(
     config: &Config,
     reaper: &Reaper,
     signals: &mut UnboundedReceiver<Received>,
+    forwarder: &Forwarder,
     until: Option<Until>,
 ) -> Outcome {
     tracing::info!("child started (pid {})", child.pid);
@@ -46,13 +45,23 @@ pub async fn supervise(
         killed: false,
         stopping: false,
     };
+    // The pump forwards from now on (see signals::Forwarder). What it queued before the child
+    // existed goes first, in order: no await until then, so the pump cannot overtake it.
+    forwarder.set(child.pid.as_raw(), child.group);
+    while let Ok(got) = signals.try_recv() {
+        on_signal(got, &child, config, forwarder, &mut state);
+    }
     let mut until = until;
     let end = loop {
         tokio::select! {
+            // Signals first: every signal the pump sent before the child's end was reaped is in
+            // the queue before that end, and its bookkeeping (a sidecar's stop makes its death a
+            // success) must happen before the loop ends.
+            biased;
+            // A signal for podvisor: forward it, or turn it into a stop.
+            Some(got) = signals.recv() => on_signal(got, &child, config, forwarder, &mut state),
             // The reaper collected the main child.
             end = &mut child.end => break end.unwrap_or(ChildEnd::Exited(libc::EXIT_FAILURE)),
-            // A signal for podvisor: forward it, or turn it into a stop.
-            Some(got) = signals.recv() => on_signal(got, &child, config, &mut state),
             // The grace period ran out.
             _ = sleep_until_opt(state.kill_at), if !state.killed => {
                 tracing::info!("grace period of {} expired, sending SIGKILL", duration::show(config.grace_period));
@@ -67,6 +76,8 @@ pub async fn supervise(
             }
         }
     };
+    // The pump cleared it when the child was reaped; this only says so here too.
+    forwarder.clear();
     tracing::info!("child ended ({})", describe(end));
     // Hand the terminal back before anything else can print.
     drop(child.terminal.take());
@@ -78,51 +89,58 @@ pub async fn supervise(
     }
 }
 
-fn on_signal(got: Received, child: &Child, config: &Config, state: &mut State) {
-    // Every path below signals first and logs after: formatting and writing a line costs
-    // ~16 µs, which is the forwarding latency's own budget (bench row 4).
-    if config.sidecar && got.signo == libc::SIGTERM {
-        stop(child, config, state);
-        tracing::info!(
-            "SIGTERM received, stopping the child with {}",
-            signals::name(config.stop_signal)
-        );
+fn on_signal(got: Received, child: &Child, config: &Config, fwd: &Forwarder, state: &mut State) {
+    if !got.sent && !fwd.running() {
+        // Read after the reaper collected the child: nothing to forward it to.
+        tracing::debug!("{} after the child ended", signals::name(got.signo));
         return;
     }
-    let rewritten = config.rewrites.iter().any(|&(from, _)| from == got.signo);
-    if !signals::is_forwarded(got.signo) && !rewritten {
-        tracing::debug!("{} is not forwarded", signals::name(got.signo));
-        return;
+    // The pump has usually sent it already (see signals::Forwarder); otherwise (queued before
+    // the child started) it goes now. Either way the signal goes out first and the line after.
+    let route = fwd.rules().route(&got, child.group);
+    if let (false, Some(signo)) = (got.sent, route.signal()) {
+        send(child, signo);
     }
-    if !child.group && got.from_terminal() {
-        // --no-group: the child shares podvisor's group, so the terminal signalled it too.
-        // Forwarding would deliver Ctrl-C twice, and would start a grace period that kills an
-        // interactive shell (which ignores SIGINT) for pressing Ctrl-C.
-        tracing::debug!(
+    match route {
+        Route::Stop(stop_signal) => {
+            stopping(config, state);
+            tracing::info!(
+                "SIGTERM received, stopping the child with {}",
+                signals::name(stop_signal)
+            );
+        }
+        Route::NotForwarded => {
+            tracing::debug!("{} is not forwarded", signals::name(got.signo));
+        }
+        Route::FromTerminal => tracing::debug!(
             "{} from the terminal reached the child directly (--no-group)",
             signals::name(got.signo)
-        );
-        return;
-    }
-    let to = config.rewrite(got.signo);
-    send(child, to);
-    if to == got.signo {
-        tracing::info!("forwarding {} to the child", signals::name(to));
-    } else {
-        tracing::info!(
-            "forwarding {} to the child as {}",
-            signals::name(got.signo),
-            signals::name(to)
-        );
-    }
-    if signals::is_terminating(got.signo) || signals::is_terminating(to) {
-        arm_grace(config, state);
+        ),
+        Route::Forward(to) => {
+            if to == got.signo {
+                tracing::info!("forwarding {} to the child", signals::name(to));
+            } else {
+                tracing::info!(
+                    "forwarding {} to the child as {}",
+                    signals::name(got.signo),
+                    signals::name(to)
+                );
+            }
+            if signals::is_terminating(got.signo) || signals::is_terminating(to) {
+                arm_grace(config, state);
+            }
+        }
     }
 }
 
 fn stop(child: &Child, config: &Config, state: &mut State) {
-    state.stopping = true;
     send(child, config.stop_signal);
+    stopping(config, state);
+}
+
+/// The sidecar was asked to stop (its stop signal is out): its end counts as success.
+fn stopping(config: &Config, state: &mut State) {
+    state.stopping = true;
     arm_grace(config, state);
 }
 
@@ -135,24 +153,8 @@ fn arm_grace(config: &Config, state: &mut State) {
 
 /// Signals the child's group (or the child alone with --no-group).
 pub fn send(child: &Child, signo: i32) {
-    let target = if child.group {
-        Pid::from_raw(-child.pid.as_raw())
-    } else {
-        child.pid
-    };
-    // SAFETY: kill(2) with a plain number; nix's Signal has no real-time signals.
-    let rc = unsafe { libc::kill(target.as_raw(), signo) };
-    if rc != 0 {
-        match Errno::last() {
-            // The child is gone or left its group: nothing to signal, nothing to worry about.
-            Errno::ESRCH => tracing::debug!(
-                "{} not delivered: No such process ({})",
-                signals::name(signo),
-                target
-            ),
-            e => tracing::warn!("sending {} failed: {e}", signals::name(signo)),
-        }
-    }
+    let pid = child.pid.as_raw();
+    signals::kill(if child.group { -pid } else { pid }, signo);
 }
 
 /// Words for the log: `exited with 3`, `killed by SIGTERM`.
