@@ -142,17 +142,18 @@ async fn steps(
     if !config.waits.is_empty() {
         let tracker = wait::Tracker::new(&config.waits);
         tokio::select! {
-            done = wait::wait_all(&config.waits, &config.policy, reaper, &tracker) => *report = done,
+            done = wait::wait_all(&config.waits, &config.policy, reaper, &tracker) => {
+                *report = done;
+                // Signals that came while the last target turned ready, not read yet, belong
+                // to the wait phase too: they must not reach the child once it starts.
+                if let Some(signo) = queued_during_wait(signals).await {
+                    return cancelled(config, signo);
+                }
+            }
             signo = next_terminating(signals) => {
                 // The marker lists every target as far as it got.
                 *report = tracker.report();
-                // A sidecar stopped from outside (the kubelet at pod end) has nothing left to do.
-                if config.sidecar && signo == libc::SIGTERM {
-                    tracing::info!("SIGTERM during the wait phase: sidecar stopped, not running the command");
-                    return Outcome::Done;
-                }
-                tracing::warn!("{} during the wait phase, not running the command", signals::name(signo));
-                return Outcome::Cancelled(signo);
+                return cancelled(config, signo);
             }
         }
         if !report.all_ready() {
@@ -214,6 +215,35 @@ async fn steps(
         },
         Ok(child) => supervise::supervise(child, config, reaper, signals, forwarder, until).await,
     }
+}
+
+/// The outcome of a terminating signal during the wait phase.
+fn cancelled(config: &Config, signo: i32) -> Outcome {
+    // A sidecar stopped from outside (the kubelet at pod end) has nothing left to do.
+    if config.sidecar && signo == libc::SIGTERM {
+        tracing::info!("SIGTERM during the wait phase: sidecar stopped, not running the command");
+        return Outcome::Done;
+    }
+    tracing::warn!(
+        "{} during the wait phase, not running the command",
+        signals::name(signo)
+    );
+    Outcome::Cancelled(signo)
+}
+
+/// Drains what the wait phase left unread: the first terminating signal, if any; others are
+/// dropped like those read during the wait.
+async fn queued_during_wait(signals: &mut UnboundedReceiver<Received>) -> Option<i32> {
+    // A signal already in the signalfd but not yet read by the pump: tokio runs a yielded task
+    // only after polling its I/O driver, so the pump gets to read it first.
+    tokio::task::yield_now().await;
+    while let Ok(got) = signals.try_recv() {
+        if signals::is_terminating(got.signo) {
+            return Some(got.signo);
+        }
+        tracing::debug!("{} ignored: no child yet", signals::name(got.signo));
+    }
+    None
 }
 
 /// The next terminating signal; others are dropped (there is no child to forward them to yet).
