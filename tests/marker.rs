@@ -518,3 +518,43 @@ fn read_only_file_system_keeps_the_step_status() {
     run.assert_code(7);
     assert_one_marker_error(&run, &m, "Read-only file system");
 }
+
+/// Where the kernel refuses flock (tests/support/bin/noflock: a seccomp filter answering ENOLCK,
+/// what a file system without flock support says), the marker still works, without liveness.
+#[test]
+fn without_flock_the_marker_is_still_written_after_one_warning() {
+    let dir = TempDir::new("mk-noflock");
+    let m = dir.path().join("m.json");
+    let lock = dir.path().join("m.json.lock");
+    // Left by an earlier run that had flock: kept, it would read as "owner died" to a sidecar
+    // that can flock here while this step still runs.
+    fs::write(&lock, "").unwrap();
+    let run = TestCommand::under(support::noflock())
+        .arg("--marker")
+        .arg(&m)
+        .args(["--", "sh", "-c", "exit 3"])
+        .run();
+    run.assert_code(3);
+    let err = run.stderr();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line\n{}", run.explain());
+    assert!(
+        warnings[0].contains("no flock") && warnings[0].contains(&dir.path().display().to_string()),
+        "the warning names the missing flock and the folder\n{}",
+        run.explain()
+    );
+    assert!(!err.contains("error"), "{}", run.explain());
+    let v = check_schema(&m, &run);
+    assert_eq!(v["status"], "exited", "{v}");
+    assert!(
+        !lock.exists(),
+        "the stale lock is removed\n{}",
+        run.explain()
+    );
+    let temps: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "m.json")
+        .collect();
+    assert!(temps.is_empty(), "nothing else left: {temps:?}");
+}

@@ -292,3 +292,42 @@ fn polls_where_inotify_is_unavailable() {
     assert!(err.contains("checking every 200ms"), "it polls:\n{err}");
     assert!(took < PROMPT, "noticed after {took:?}\n{err}");
 }
+
+/// Where the kernel refuses flock (tests/support/bin/noflock: a seccomp filter answering ENOLCK,
+/// what a file system without flock support says), the sidecar waits for the marker only.
+#[test]
+fn without_flock_the_sidecar_waits_for_the_marker_only() {
+    let pod = Pod::new("until-noflock");
+    let m = pod.ws("cmd.json");
+    // A lock file nobody holds: with flock this means "owner died" (the test above); without
+    // flock nothing can be told from it, so it must not end the wait.
+    fs::write(format!("{m}.lock"), "").unwrap();
+    let noflock = support::noflock();
+    let mut side = pod.start_under(
+        &[&noflock],
+        "sidecar",
+        &["--until-marker", &m, "--", "sleep", "600"],
+    );
+    side.wait_for_line("marker only", LONG);
+    still_running(&mut side, &[]);
+    let tmp = pod.ws("cmd.json.tmp");
+    fs::write(&tmp, "{}\n").unwrap();
+    let t = Instant::now();
+    fs::rename(&tmp, &m).unwrap();
+    side.assert_exit(0, LONG, &[]);
+    ended_within(&side, t, PROMPT, &[]);
+    let err = side.stderr();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line\n{}", side.explain());
+    assert!(
+        warnings[0].contains("no flock") && warnings[0].contains(&format!("{m}.lock")),
+        "the warning names the missing flock and the lock file\n{}",
+        side.explain()
+    );
+    assert!(
+        err.contains("finished (marker written)"),
+        "{}",
+        side.explain()
+    );
+    pod.assert_nothing_left(&[&side]);
+}

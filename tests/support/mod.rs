@@ -25,6 +25,36 @@ pub fn helper_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// Builds the helper example NAME (`cargo test --test X` builds no examples) in the profile of
+/// the podvisor under test, and returns its path. Call it once per test binary (a OnceLock).
+pub fn build_example(name: &str) -> PathBuf {
+    let path = helper_bin(name);
+    let release = path.components().any(|c| c.as_os_str() == "release");
+    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cmd.args(["build", "--quiet", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(path.exists(), "{} missing after the build", path.display());
+    path
+}
+
+/// The noflock helper (tests/support/bin/noflock.rs): runs its arguments with flock(2) refused
+/// by the kernel (ENOLCK), like a file system without flock.
+pub fn noflock() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| build_example("noflock")).clone()
+}
+
 /// A podvisor invocation that explains itself when an assertion fails.
 pub struct TestCommand {
     cmd: Command,
@@ -38,19 +68,36 @@ pub struct Run {
     pub elapsed: Duration,
 }
 
+/// PROGRAM with no `PODVISOR_*` variable and stdin from /dev/null.
+fn clean_command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PODVISOR_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
 impl TestCommand {
     /// `podvisor` with a clean `PODVISOR_*` environment.
     pub fn new() -> Self {
-        let mut cmd = Command::new(podvisor_bin());
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("PODVISOR_") {
-                cmd.env_remove(k);
-            }
+        Self {
+            cmd: clean_command(podvisor_bin()),
+            shown: "podvisor".into(),
         }
-        cmd.stdin(Stdio::null());
+    }
+
+    /// `WRAPPER podvisor` (a helper that changes what the kernel allows, then execs podvisor),
+    /// with the same clean environment.
+    pub fn under(wrapper: impl AsRef<OsStr>) -> Self {
+        let wrapper = wrapper.as_ref();
+        let mut cmd = clean_command(wrapper);
+        cmd.arg(podvisor_bin());
         Self {
             cmd,
-            shown: "podvisor".into(),
+            shown: format!("{} podvisor", wrapper.to_string_lossy()),
         }
     }
 

@@ -70,6 +70,12 @@ impl Pod {
 
     /// Starts a container whose PID 1 is `podvisor ARGS`.
     pub fn start(&self, name: &str, args: &[&str]) -> Container {
+        self.start_under(&[], name, args)
+    }
+
+    /// Starts a container whose PID 1 is `WRAPPER... podvisor ARGS`, a wrapper being a helper
+    /// that changes what the kernel allows and then execs the rest (tests/support/bin/noflock).
+    pub fn start_under(&self, wrapper: &[&Path], name: &str, args: &[&str]) -> Container {
         let logs = self.dir.path().join("logs");
         fs::create_dir_all(&logs).expect("create logs folder");
         let out = logs.join(format!("{name}.out"));
@@ -77,6 +83,7 @@ impl Pod {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns])
             .args(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"])
+            .args(wrapper)
             .arg(podvisor_bin())
             .args(args)
             .stdin(Stdio::null())
@@ -87,7 +94,11 @@ impl Pod {
                 cmd.env_remove(k);
             }
         }
-        let shown = format!("[{name}] podvisor {}", args.join(" "));
+        let wrapped: String = wrapper
+            .iter()
+            .map(|w| format!("{} ", w.display()))
+            .collect();
+        let shown = format!("[{name}] {wrapped}podvisor {}", args.join(" "));
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));

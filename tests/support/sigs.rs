@@ -18,24 +18,7 @@ pub const LINE_TIMEOUT: Duration = Duration::from_secs(15);
 pub fn sigecho() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let path = super::helper_bin("sigecho");
-            let release = path.components().any(|c| c.as_os_str() == "release");
-            let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-            cmd.args(["build", "--quiet", "--example", "sigecho"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if release {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build --example sigecho");
-            assert!(
-                out.status.success(),
-                "cargo build --example sigecho failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(path.exists(), "{} missing after the build", path.display());
-            path
-        })
+        .get_or_init(|| super::build_example("sigecho"))
         .clone()
 }
 
