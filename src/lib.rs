@@ -146,11 +146,11 @@ async fn steps(
                 *report = done;
                 // Signals that came while the last target turned ready, not read yet, belong
                 // to the wait phase too: they must not reach the child once it starts.
-                if let Some(signo) = queued_during_wait(signals).await {
+                if let Some(signo) = queued_during_wait(config, signals).await {
                     return cancelled(config, signo);
                 }
             }
-            signo = next_terminating(signals) => {
+            signo = next_terminating(config, signals) => {
                 // The marker lists every target as far as it got.
                 *report = tracker.report();
                 return cancelled(config, signo);
@@ -196,7 +196,7 @@ async fn steps(
                 tracing::info!("until-condition holds");
                 return Outcome::Done;
             }
-            signo = next_terminating(signals) => {
+            signo = next_terminating(config, signals) => {
                 // A sidecar stopped from outside has done its job.
                 if config.sidecar && signo == libc::SIGTERM {
                     tracing::info!("SIGTERM received: sidecar stopped");
@@ -233,13 +233,16 @@ fn cancelled(config: &Config, signo: i32) -> Outcome {
 
 /// Drains what the wait phase left unread: the first terminating signal, if any; others are
 /// dropped like those read during the wait.
-async fn queued_during_wait(signals: &mut UnboundedReceiver<Received>) -> Option<i32> {
+async fn queued_during_wait(
+    config: &Config,
+    signals: &mut UnboundedReceiver<Received>,
+) -> Option<i32> {
     // A signal already in the signalfd but not yet read by the pump: tokio runs a yielded task
     // only after polling its I/O driver, so the pump gets to read it first.
     tokio::task::yield_now().await;
     while let Ok(got) = signals.try_recv() {
-        if signals::is_terminating(got.signo) {
-            return Some(got.signo);
+        if let Some(signo) = terminating(config, got.signo) {
+            return Some(signo);
         }
         tracing::debug!("{} ignored: no child yet", signals::name(got.signo));
     }
@@ -247,12 +250,24 @@ async fn queued_during_wait(signals: &mut UnboundedReceiver<Received>) -> Option
 }
 
 /// The next terminating signal; others are dropped (there is no child to forward them to yet).
-async fn next_terminating(signals: &mut UnboundedReceiver<Received>) -> i32 {
+async fn next_terminating(config: &Config, signals: &mut UnboundedReceiver<Received>) -> i32 {
     loop {
         match signals.recv().await {
-            Some(got) if signals::is_terminating(got.signo) => return got.signo,
-            Some(got) => tracing::debug!("{} ignored: no child yet", signals::name(got.signo)),
+            Some(got) => match terminating(config, got.signo) {
+                Some(signo) => return signo,
+                None => tracing::debug!("{} ignored: no child yet", signals::name(got.signo)),
+            },
             None => return std::future::pending().await,
         }
     }
+}
+
+/// Whether `signo` ends the phase before the child: a terminating signal itself, or one that
+/// `--rewrite-signal` turns into one (`PWR:TERM`, as LXC stops an init), as the rewritten signal.
+fn terminating(config: &Config, signo: i32) -> Option<i32> {
+    if signals::is_terminating(signo) {
+        return Some(signo);
+    }
+    let to = config.rewrite(signo);
+    signals::is_terminating(to).then_some(to)
 }

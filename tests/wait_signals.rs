@@ -79,3 +79,22 @@ fn other_signals_do_not_end_the_wait() {
     let run = bg.finish(Duration::from_secs(10));
     run.assert_code(0).assert_stdout_has("RAN");
 }
+
+#[test]
+fn a_signal_rewritten_into_term_cancels_the_wait_as_term() {
+    // As LXC stops an init: SIGPWR, rewritten to TERM, must end the wait phase like TERM.
+    let dir = TempDir::new("sig-pwr");
+    let ran = dir.path().join("ran");
+    let mut bg = Background::start(
+        TestCommand::new()
+            .args(["--timeout", "30s", "--rewrite-signal", "PWR:TERM"])
+            .args(["--wait-tcp", &format!("127.0.0.1:{}", free_port(V4))])
+            .args(["--", "touch", ran.to_str().unwrap()]),
+    );
+    bg.wait_for_line("waiting for", Duration::from_secs(10));
+    bg.signal("PWR");
+    let run = bg.finish(Duration::from_secs(10));
+    run.assert_code(143)
+        .assert_stderr_has("SIGTERM during the wait phase");
+    assert!(!ran.exists(), "COMMAND ran\n{}", run.explain());
+}
