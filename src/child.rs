@@ -189,9 +189,16 @@ unsafe fn raw_sigaction(signo: i32, set: Option<libc::sighandler_t>, old: Option
     }
 }
 
-/// The signals podvisor ignores now (inherited, or SIGPIPE from std), as a mask with bit N-1
-/// for signal N: the child must not inherit them. Reading a disposition changes nothing.
+/// The signals podvisor ignores (inherited, or SIGPIPE from std), as a mask with bit N-1 for
+/// signal N: the child must not inherit them. Read once: podvisor's dispositions are final
+/// before its first spawn (`signals::block` runs first), and every `--wait-cmd` attempt spawns.
 fn ignored_signals() -> u64 {
+    static IGNORED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *IGNORED.get_or_init(read_ignored_signals)
+}
+
+/// Reads every disposition; a query changes nothing.
+fn read_ignored_signals() -> u64 {
     let mut mask = 0;
     for signo in 1..=64 {
         let mut handler = 0;
