@@ -1,35 +1,31 @@
 //! podvisor: wait for a pod's sidecars, run the step as a correct init, tell the sidecars.
 //!
-//! The pipeline, top to bottom (each stage is a module of its own):
+//! The pipeline, top to bottom; each phase is a folder of its own:
 //!
-//! 1. `config`: flags (`cli`) merged with `PODVISOR_*` variables into a validated [`Config`].
-//! 2. `signals`: every handled signal is blocked before any thread or child exists and read
-//!    from a signalfd by one pump task; SIGCHLD makes the `reaper` (the only waitpid caller)
+//! 1. `config/`: flags (`cli`) merged with `PODVISOR_*` variables into a validated [`Config`].
+//! 2. `run/signals`: every handled signal is blocked before any thread or child exists and read
+//!    from a signalfd by one pump task; SIGCHLD makes `run/reaper` (the only waitpid caller)
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
-//! 3. `marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
-//! 4. `wait`: every target concurrently under one deadline; a terminating signal cancels.
-//! 5. `child` spawns the step (own process group, clean mask, terminal); `supervise` forwards
-//!    signals, runs the grace timer and the sidecar's `until`-condition; `leftovers` terminates
-//!    what the step left behind.
-//! 6. `marker` is written on every path; `exit` maps the [`Outcome`] to one exit code.
+//! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
+//! 4. `wait/`: every target concurrently under one deadline, one file per probe; a terminating
+//!    signal cancels.
+//! 5. `run/`: `child` spawns the step (own process group, clean mask, terminal); `supervise`
+//!    forwards signals, runs the grace timer and the sidecar's `until`-condition; `leftovers`
+//!    terminates what the step left behind.
+//! 6. `after/`: every way out, in order: the marker is written on every path; `exit` maps the
+//!    [`Outcome`] to one exit code.
+//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it).
 //!
 //! docs/design.md explains the signal, reaping and marker models.
 
-pub mod child;
-pub mod cli;
+pub mod after;
 pub mod config;
 pub mod deadline;
-pub mod duration;
-pub mod exit;
 pub mod fdio;
 pub mod install;
-pub mod leftovers;
 pub mod logging;
-pub mod marker;
-pub mod reaper;
-pub mod signals;
-pub mod supervise;
-pub mod until;
+pub mod run;
+pub mod sidecar;
 pub mod wait;
 
 use std::sync::Arc;
@@ -38,11 +34,14 @@ use std::time::{Instant, SystemTime};
 use nix::libc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+pub use after::exit::Outcome;
 pub use config::Config;
-pub use exit::Outcome;
 
-use reaper::Reaper;
-use signals::Received;
+use after::marker;
+use run::reaper::Reaper;
+use run::signals::{self, Received};
+use run::{child, supervise};
+use sidecar::until;
 use wait::Report;
 
 /// Runs podvisor to its end. Blocks the `--rewrite-signal` sources (`main` has blocked the

@@ -6,7 +6,7 @@ fn main() -> ExitCode {
     // Before anything else: a signal in podvisor's first milliseconds (while the configuration
     // is parsed) must be queued for the step, not kill podvisor by its default action. An error
     // is reported once logging is set up.
-    let blocked = podvisor::signals::block_early();
+    let blocked = podvisor::run::signals::block_early();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -16,13 +16,13 @@ fn main() -> ExitCode {
                 tracing::Level::ERROR,
             );
             tracing::error!("{e}");
-            return ExitCode::from(podvisor::exit::OWN_ERROR);
+            return ExitCode::from(podvisor::after::exit::OWN_ERROR);
         }
     };
     logging::init(config.log_format, config.log_level);
     if let Err(e) = blocked {
         tracing::error!("cannot block signals: {e}");
-        return ExitCode::from(podvisor::exit::OWN_ERROR);
+        return ExitCode::from(podvisor::after::exit::OWN_ERROR);
     }
     let outcome = podvisor::run(config);
     match &outcome {

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use nix::libc;
-use podvisor::signals::name;
+use podvisor::run::signals::name;
 use support::sigs::{podvisor, podvisor_sigecho, sigecho, Supervised};
 
 #[test]

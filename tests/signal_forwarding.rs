@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use nix::libc;
-use podvisor::signals::name;
+use podvisor::run::signals::name;
 use support::sigs::{podvisor, podvisor_at, podvisor_sigecho, sigecho, Supervised};
 
 /// Ends sigecho: a real-time signal, read after every pending standard one.

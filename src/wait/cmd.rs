@@ -9,9 +9,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::time::timeout;
 
-use crate::child;
-use crate::exit::ChildEnd;
-use crate::reaper::Reaper;
+use crate::after::exit::ChildEnd;
+use crate::run::child;
+use crate::run::reaper::Reaper;
 
 /// Kills the attempt's process group if the attempt is abandoned (timeout, deadline, failure).
 struct Running(Option<Pid>);
@@ -81,6 +81,6 @@ pub async fn probe(script: &str, reaper: &Reaper) -> Result<(), String> {
     match end {
         ChildEnd::Exited(0) => Ok(()),
         ChildEnd::Exited(n) => Err(format!("exited with {n}")),
-        ChildEnd::Signaled(s) => Err(format!("killed by {}", crate::signals::name(s))),
+        ChildEnd::Signaled(s) => Err(format!("killed by {}", crate::run::signals::name(s))),
     }
 }

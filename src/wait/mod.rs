@@ -19,9 +19,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 
+use crate::config::duration::show;
 use crate::deadline::sleep_until_opt;
-use crate::duration::show;
-use crate::reaper::Reaper;
+use crate::run::reaper::Reaper;
 use policy::Policy;
 use target::Target;
 

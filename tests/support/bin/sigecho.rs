@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::process::Command;
 
 use nix::libc;
-use podvisor::signals;
+use podvisor::run::signals;
 
 struct Options {
     name: Option<String>,

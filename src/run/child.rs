@@ -12,9 +12,9 @@ use nix::libc;
 use nix::unistd::{self, Pid};
 use tokio::sync::oneshot;
 
-use crate::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND};
-use crate::reaper::Reaper;
-use crate::signals;
+use crate::after::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND};
+use crate::run::reaper::Reaper;
+use crate::run::signals;
 
 /// Why COMMAND could not start: exit code 126 or 127 and a line naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]

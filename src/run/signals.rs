@@ -18,7 +18,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::fdio::{self, Owned};
-use crate::reaper::Reaper;
+use crate::run::reaper::Reaper;
 
 /// The first real-time signal as podvisor names and forwards it: 34, glibc's SIGRTMIN and what
 /// `kill -l` shows. musl's SIGRTMIN is 35 (it keeps 34 for itself), and the static image is built

@@ -17,7 +17,7 @@ use nix::libc;
 use nix::unistd::Pid;
 use tokio::sync::{oneshot, Notify};
 
-use crate::exit::ChildEnd;
+use crate::after::exit::ChildEnd;
 
 /// Registered children waiting for their status, plus a wake-up for "something was reaped".
 #[derive(Default)]

@@ -3,6 +3,9 @@
 //! A flag overrides its variable; an empty variable counts as unset; repeatable options take a
 //! comma-separated list in the environment. Every error names the flag or variable and the value.
 
+pub mod cli;
+pub mod duration;
+
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -12,10 +15,10 @@ use nix::libc;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{self, Cli};
+use crate::run::signals;
 use crate::wait::policy::Policy;
 use crate::wait::target::{self, Target};
-use crate::{duration, signals};
+use cli::Cli;
 
 /// Format of podvisor's own log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

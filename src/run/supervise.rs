@@ -9,13 +9,14 @@ use nix::libc;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use crate::child::Child;
+use crate::after::exit::{ChildEnd, Outcome};
+use crate::config::duration;
 use crate::config::Config;
 use crate::deadline::sleep_until_opt;
-use crate::exit::{ChildEnd, Outcome};
-use crate::reaper::Reaper;
-use crate::signals::{self, Forwarder, Received, Route};
-use crate::{duration, leftovers};
+use crate::run::child::Child;
+use crate::run::leftovers;
+use crate::run::reaper::Reaper;
+use crate::run::signals::{self, Forwarder, Received, Route};
 
 /// A condition that, once it holds, stops the child (the sidecar's until-condition).
 pub type Until = Pin<Box<dyn Future<Output = ()> + Send>>;

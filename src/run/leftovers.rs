@@ -14,11 +14,11 @@ use nix::libc;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep_until, Instant};
 
-use crate::child::Child;
 use crate::config::Config;
 use crate::deadline::sleep_until_opt;
-use crate::reaper::Reaper;
-use crate::signals::{self, Received};
+use crate::run::child::Child;
+use crate::run::reaper::Reaper;
+use crate::run::signals::{self, Received};
 
 /// Terminates and reaps every leftover process. `deadline` is the SIGKILL time of a grace period
 /// already running (a terminating signal came before the child ended): leftovers get no more
@@ -65,7 +65,7 @@ pub async fn terminate(
                 killed = true;
                 sweep.run(libc::SIGKILL);
                 tracing::info!("grace period of {} expired, sending SIGKILL to the leftovers",
-                    crate::duration::show(config.grace_period));
+                    crate::config::duration::show(config.grace_period));
                 if sweep.blind && sweep.me != 1 {
                     give_up_at = Some(Instant::now() + BLIND_REAP_WAIT);
                 }

@@ -21,7 +21,7 @@ use nix::errno::Errno;
 use nix::libc;
 use tokio::sync::oneshot;
 
-use crate::marker;
+use crate::after::marker;
 use crate::wait::file::Watcher;
 
 /// Resolves once every condition holds. `poll` is the fallback interval without inotify.
@@ -68,7 +68,7 @@ fn tell_if_polling(watcher: &Watcher, path: &Path, poll: Duration) {
         tracing::info!(
             "until: no inotify watch for {}, checking every {}",
             path.display(),
-            crate::duration::show(poll)
+            crate::config::duration::show(poll)
         );
     }
 }
@@ -134,7 +134,7 @@ async fn marker_finished(path: &Path, poll: Duration) {
                         tracing::warn!(
                             "cannot start a thread to wait for {}: {e}; checking it every {}",
                             lock_path.display(),
-                            crate::duration::show(poll)
+                            crate::config::duration::show(poll)
                         );
                         poll_lock = true;
                     }

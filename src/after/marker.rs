@@ -17,9 +17,10 @@ use nix::errno::Errno;
 use nix::libc;
 use serde::Serialize;
 
-use crate::exit::{ChildEnd, Outcome};
+use crate::after::exit;
+use crate::after::exit::{ChildEnd, Outcome};
+use crate::run::signals;
 use crate::wait::Report;
-use crate::{exit, signals};
 
 /// Mode of folders podvisor creates: like /tmp, every UID of the pod may add its own markers,
 /// and the sticky bit keeps one UID from removing or replacing another's.
