@@ -70,7 +70,7 @@ pub struct Cli {
     /// Signal only the direct child, and leave it in podvisor's process group.
     #[arg(long)]
     pub no_group: bool,
-    /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT); repeatable.
+    /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT; TO 0 drops FROM); repeatable.
     #[arg(long, value_name = "FROM:TO", action = ArgAction::Append)]
     pub rewrite_signal: Vec<OsString>,
     /// After a terminating signal is forwarded, SIGKILL the group when this runs out [default: 10s].
