@@ -156,6 +156,9 @@ async fn steps(
             }
         }
         if !report.all_ready() {
+            // --no-strict runs COMMAND anyway; with nothing to run, a failed wait is a failure
+            // (an exec probe `podvisor --no-strict --wait-tcp ...` must not always say ready).
+            let fails = config.strict || config.command.is_empty();
             for t in report.targets.iter().filter(|t| !t.ready) {
                 let line = format!(
                     "{} not ready after {}ms ({}): {}",
@@ -164,13 +167,13 @@ async fn steps(
                     wait::count(t.attempts, "attempt"),
                     t.last_error.as_deref().unwrap_or("no attempt finished")
                 );
-                if config.strict {
+                if fails {
                     tracing::error!("{line}");
                 } else {
                     tracing::warn!("{line}");
                 }
             }
-            if config.strict {
+            if fails {
                 return Outcome::WaitFailed(report.failure());
             }
             tracing::warn!("--no-strict: running the command anyway");

@@ -52,7 +52,7 @@ pub struct Cli {
     /// Bound on one attempt, never beyond the overall deadline [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub attempt_timeout: Option<OsString>,
-    /// On wait failure: warn, then run COMMAND anyway.
+    /// On wait failure: warn, then run COMMAND anyway (with no COMMAND the wait still fails: 124).
     #[arg(long)]
     pub no_strict: bool,
     /// Run `/bin/sh -c STRING` as the command.
