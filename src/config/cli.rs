@@ -85,10 +85,10 @@ pub struct Cli {
     /// Stop COMMAND (and exit 0) once every listed command container is finished; repeatable; implies --sidecar.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub until_marker: Vec<OsString>,
-    /// Signal that stops COMMAND in the sidecar role [default: TERM].
+    /// Signal that stops COMMAND in the sidecar role [default: the signal that arrived; TERM when an until-condition stops it].
     #[arg(long, value_name = "SIG")]
     pub stop_signal: Option<OsString>,
-    /// Sidecar role: SIGTERM becomes --stop-signal, and the stopped child's death counts as success.
+    /// Sidecar role: the first TERM, INT, QUIT or HUP is the stop request (sent on as --stop-signal when set), and the stopped child's death counts as success.
     #[arg(long)]
     pub sidecar: bool,
     /// Copy this executable into DIR (atomically, mode 0755) and exit.
