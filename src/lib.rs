@@ -97,7 +97,10 @@ async fn run_async(config: &Config) -> Outcome {
             .ok()
     });
     let mut report = Report::default();
-    let outcome = start(config, &mut report).await;
+    let outcome = start(config, &mut report).await.map_exit(&config.map_exit);
+    if let (Outcome::Mapped { code, .. }, Some(from)) = (&outcome, outcome.child_code()) {
+        tracing::info!("exit code {from} mapped to {code} (--map-exit)");
+    }
     if let (Some(marker), Some(path)) = (marker, &config.marker) {
         let record = marker::Record {
             outcome: &outcome,
@@ -105,6 +108,7 @@ async fn run_async(config: &Config) -> Outcome {
             command: &config.command,
             started_at,
             started,
+            map_exit: !config.map_exit.is_empty(),
         };
         if let Err(e) = marker.finish(&record) {
             tracing::error!("cannot write the marker {}: {e}", path.display());

@@ -73,6 +73,10 @@ pub struct Cli {
     /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT; TO 0 drops FROM); repeatable.
     #[arg(long, value_name = "FROM:TO", action = ArgAction::Append)]
     pub rewrite_signal: Vec<OsString>,
+    /// Exit TO when COMMAND's status is FROM (0-255; a death by signal N is 128+N, so 143:0 also maps SIGTERM); repeatable.
+    // Hyphen values: `--map-exit -1:0` is a bad value to name, not an unknown flag.
+    #[arg(long, value_name = "FROM:TO", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub map_exit: Vec<OsString>,
     /// After a terminating signal is forwarded, SIGKILL the group when this runs out [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub grace_period: Option<OsString>,

@@ -46,6 +46,8 @@ pub struct Config {
     pub group: bool,
     /// Signal rewrites applied before forwarding, as (from, to).
     pub rewrites: Vec<(i32, i32)>,
+    /// `--map-exit FROM:TO`: exit TO when COMMAND's would-be exit code is FROM; first match wins.
+    pub map_exit: Vec<(u8, u8)>,
     /// Time between a terminating signal and SIGKILL.
     pub grace_period: Duration,
     /// Where to write the step's marker.
@@ -338,6 +340,18 @@ impl Config {
             rewrites.push((from, to));
         }
 
+        let mut map_exit = Vec::new();
+        for raw in src.many("map-exit", &cli.map_exit) {
+            let code = |text: &str| text.trim().parse::<u8>().ok();
+            let pair = raw
+                .word()?
+                .split_once(':')
+                .and_then(|(from, to)| Some((code(from)?, code(to)?)));
+            map_exit.push(pair.ok_or_else(|| {
+                raw.bad("expected FROM:TO, two exit codes from 0 to 255 (e.g. 143:0)")
+            })?);
+        }
+
         let until_files = src.paths("until-file", &cli.until_file)?;
         let until_markers = src.paths("until-marker", &cli.until_marker)?;
         let sidecar = src.flag("sidecar", cli.sidecar)?
@@ -359,6 +373,7 @@ impl Config {
             log_level,
             group: !src.flag("no-group", cli.no_group)?,
             rewrites,
+            map_exit,
             grace_period: src.duration(
                 "grace-period",
                 &cli.grace_period,
@@ -674,6 +689,29 @@ mod tests {
             one_line(text),
             "unexpected argument '--timout' found (a similar argument exists: '--timeout')"
         );
+    }
+
+    #[test]
+    fn map_exit_pairs_and_errors() {
+        let c = build(&["--map-exit", "143:0", "--map-exit", "3:0"], &[]).unwrap();
+        assert_eq!(c.map_exit, [(143, 0), (3, 0)]);
+        let c = build(&[], &[("PODVISOR_MAP_EXIT", "143:0, 1 : 2")]).unwrap();
+        assert_eq!(c.map_exit, [(143, 0), (1, 2)]);
+        for bad in ["143", "256:0", "x:0", "-1:0", "1:2:3", "1:"] {
+            let e = build(&["--map-exit", bad], &[]).unwrap_err().0;
+            assert!(e.contains("--map-exit") && e.contains(bad), "{e}");
+        }
+        let e = build(&[], &[("PODVISOR_MAP_EXIT", "143:0,9")])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("PODVISOR_MAP_EXIT") && e.contains("'9'"), "{e}");
+    }
+
+    #[test]
+    fn rewrite_to_zero_drops() {
+        let c = build(&["--rewrite-signal", "TERM:0"], &[]).unwrap();
+        assert_eq!(c.rewrites, [(15, 0)]);
+        assert!(build(&["--rewrite-signal", "0:TERM"], &[]).is_err());
     }
 
     #[test]
