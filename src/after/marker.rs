@@ -78,6 +78,9 @@ struct Wait<'a> {
     ready: bool,
     after_ms: u64,
     attempts: u32,
+    /// Why it is not ready, in the server's terms; absent when ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<&'a str>,
 }
 
 /// `PATH.lock`.
@@ -321,6 +324,7 @@ fn render(record: &Record<'_>, finished_at: SystemTime) -> Vec<u8> {
                 ready: t.ready,
                 after_ms: millis(t.after),
                 attempts: t.attempts,
+                last_error: t.last_error.as_deref(),
             })
             .collect(),
     };
