@@ -9,8 +9,8 @@ pub mod target;
 
 mod cmd;
 pub(crate) mod file;
-mod http;
-mod tcp;
+pub(crate) mod http;
+pub(crate) mod tcp;
 mod unix;
 
 use std::sync::{Arc, Mutex, PoisonError};
