@@ -147,7 +147,10 @@ async fn call(uri: &Uri, deadline: Instant) -> Result<u16, String> {
             attempts += 1;
             match post(uri).await {
                 Ok(status) => return Ok(status),
-                Err(Failure::Refused(e)) => last_refusal = Some(e),
+                Err(Failure::Refused(e)) => {
+                    tracing::debug!("shutdown call POST {}: {e}; trying again", shown(uri));
+                    last_refusal = Some(e);
+                }
                 Err(Failure::Other(e)) => return Err(e),
             }
             tokio::time::sleep_until(deadline.min(Instant::now() + RETRY_DELAY)).await;

@@ -2,10 +2,13 @@
 //! first, ready later, every request recorded, and an exit on its shutdown call.
 //!
 //! fakeproxy [--ready PORT/PATH] [--shutdown PORT/PATH] [--ready-after MS] [--status N] [--stay]
+//!           [--marker PATH]
 //!
 //! - `--ready PORT/PATH`: a GET of PATH answers 503 until `--ready-after` MS have passed, then 200.
 //! - `--shutdown PORT/PATH`: a POST of PATH answers `--status` (200), then the process exits 0,
 //!   unless `--stay` (then it keeps answering, so that a second call would be seen).
+//! - `--marker PATH`: at the shutdown call, print what a sidecar would see of podvisor's marker
+//!   then: `marker-at-call: <PATH's one line, or ->` and `lock-at-call: busy|free|-`.
 //! - Anything else answers 404. One listener per distinct port.
 //!
 //! stdout: `listening` once every port is bound, then one line per request, as it is answered:
@@ -18,12 +21,15 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::libc;
+
 struct Spec {
     ready: Option<(u16, String)>,
     shutdown: Option<(u16, String)>,
     ready_at: Instant,
     status: u16,
     stay: bool,
+    marker: Option<String>,
 }
 
 fn port_path(text: &str) -> (u16, String) {
@@ -46,6 +52,7 @@ fn main() {
     let mut ready_after = 0u64;
     let mut status = 200u16;
     let mut stay = false;
+    let mut marker = None;
     while let Some(a) = args.next() {
         let mut value = || {
             args.next()
@@ -57,6 +64,7 @@ fn main() {
             "--ready-after" => ready_after = value().parse().unwrap_or_else(|_| die("bad MS")),
             "--status" => status = value().parse().unwrap_or_else(|_| die("bad status")),
             "--stay" => stay = true,
+            "--marker" => marker = Some(value()),
             other => die(&format!("unknown argument {other}")),
         }
     }
@@ -66,6 +74,7 @@ fn main() {
         ready_at: Instant::now() + Duration::from_millis(ready_after),
         status,
         stay,
+        marker,
     });
     let ports: BTreeSet<u16> = [&spec.ready, &spec.shutdown]
         .into_iter()
@@ -138,6 +147,9 @@ fn serve(stream: TcpStream, port: u16, spec: &Spec, out: &Mutex<std::io::Stdout>
         };
         (code, false)
     } else if is(&spec.shutdown, "POST") {
+        if let Some(path) = &spec.marker {
+            look_at_marker(path, out);
+        }
         (spec.status, !spec.stay)
     } else {
         (404, false)
@@ -157,4 +169,20 @@ fn serve(stream: TcpStream, port: u16, spec: &Spec, out: &Mutex<std::io::Stdout>
         say(out, "exiting");
         std::process::exit(0);
     }
+}
+
+/// What a file-watching sidecar sees of the marker at this moment.
+fn look_at_marker(path: &str, out: &Mutex<std::io::Stdout>) {
+    use std::os::fd::AsRawFd;
+    let content = std::fs::read_to_string(path).map_or("-".to_owned(), |c| c.trim().to_owned());
+    say(out, &format!("marker-at-call: {content}"));
+    let lock = match std::fs::File::open(format!("{path}.lock")) {
+        Err(_) => "-",
+        // SAFETY: flock on an fd we own; a lock taken here goes with the fd at the end of the arm.
+        Ok(f) => match unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } {
+            0 => "free",
+            _ => "busy",
+        },
+    };
+    say(out, &format!("lock-at-call: {lock}"));
 }
