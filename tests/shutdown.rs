@@ -573,3 +573,84 @@ fn the_env_list_and_the_timeout_variable() {
         run.explain()
     );
 }
+
+/// A pod (network namespace, a PID namespace per container): an Istio-like proxy container that
+/// exits only on its shutdown call, and the step with `--proxy istio`. The step waits for the
+/// proxy, runs, and tells it: both containers end, so the pod completes.
+#[test]
+fn pod_with_a_mesh_proxy_completes() {
+    let pod = support::pod::Pod::new("mesh");
+    let fake = support::proxy::fakeproxy().display().to_string();
+    let mut proxy = pod.start(
+        "istio-proxy",
+        &[
+            "--",
+            &fake,
+            "--ready",
+            "15021/healthz/ready",
+            "--shutdown",
+            "15020/quitquitquit",
+            "--ready-after",
+            "500",
+        ],
+    );
+    let marker = pod.ws("podvisor/step.json");
+    let mut step = pod.start(
+        "step",
+        &[
+            "--proxy", "istio", "--marker", &marker, "--", "sh", "-c", "exit 3",
+        ],
+    );
+    step.assert_exit(3, LONG, &[&proxy]);
+    proxy.assert_exit(0, LONG, &[&step]);
+    let out = proxy.stdout();
+    assert!(
+        out.contains("GET /healthz/ready 503"),
+        "{}",
+        proxy.explain()
+    );
+    assert_eq!(
+        out.matches("POST /quitquitquit 200").count(),
+        1,
+        "{}",
+        proxy.explain()
+    );
+    let m = read_marker(std::path::Path::new(&marker));
+    assert_eq!(m["shutdown"][0]["status"], 200, "{m}");
+    pod.assert_nothing_left(&[&proxy, &step]);
+}
+
+/// The same pod when the proxy never gets ready and the kubelet stops the step during its wait
+/// (scuttle #34): the step exits 143 without running, and the proxy is still told to quit.
+#[test]
+fn pod_completes_when_the_step_is_stopped_during_the_wait() {
+    let pod = support::pod::Pod::new("mesh-cancel");
+    let fake = support::proxy::fakeproxy().display().to_string();
+    let mut proxy = pod.start(
+        "istio-proxy",
+        &[
+            "--",
+            &fake,
+            "--ready",
+            "15021/healthz/ready",
+            "--shutdown",
+            "15020/quitquitquit",
+            "--ready-after",
+            "600000",
+        ],
+    );
+    let mut step = pod.start("step", &["--proxy", "istio", "--", "echo", "ran"]);
+    step.wait_for_line("waiting for", LONG);
+    proxy.wait_for_line("GET /healthz/ready 503", LONG);
+    step.signal(libc::SIGTERM);
+    step.assert_exit(143, LONG, &[&proxy]);
+    proxy.assert_exit(0, LONG, &[&step]);
+    assert!(!step.stdout().contains("ran"), "{}", step.explain());
+    assert_eq!(
+        proxy.stdout().matches("POST /quitquitquit 200").count(),
+        1,
+        "{}",
+        proxy.explain()
+    );
+    pod.assert_nothing_left(&[&proxy, &step]);
+}

@@ -458,6 +458,35 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_calls_are_listed_only_when_there_are_some() {
+        let calls = [CallResult {
+            url: "http://localhost:15020/quitquitquit".into(),
+            status: Some(200),
+            error: None,
+            after_ms: Some(3),
+        }];
+        let waits = Report::default();
+        let outcome = Outcome::Done;
+        let mut record = Record {
+            outcome: &outcome,
+            waits: &waits,
+            command: &[],
+            started_at: SystemTime::UNIX_EPOCH,
+            started: Instant::now(),
+            shutdown: &calls,
+        };
+        let json = |r: &Record<'_>| -> serde_json::Value {
+            serde_json::from_slice(&render(r, SystemTime::UNIX_EPOCH)).expect("marker is JSON")
+        };
+        assert_eq!(
+            json(&record)["shutdown"],
+            serde_json::json!([{"url":"http://localhost:15020/quitquitquit","status":200,"error":null,"after_ms":3}])
+        );
+        record.shutdown = &[];
+        assert!(json(&record).get("shutdown").is_none());
+    }
+
+    #[test]
     fn lock_path_appends() {
         assert_eq!(
             lock_path(Path::new("/w/m.json")),
