@@ -574,14 +574,11 @@ fn the_env_list_and_the_timeout_variable() {
     );
 }
 
-/// A pod (network namespace, a PID namespace per container): an Istio-like proxy container that
-/// exits only on its shutdown call, and the step with `--proxy istio`. The step waits for the
-/// proxy, runs, and tells it: both containers end, so the pod completes.
-#[test]
-fn pod_with_a_mesh_proxy_completes() {
-    let pod = support::pod::Pod::new("mesh");
+/// The proxy container of a pod: PID 1 podvisor running a fake Istio (pilot-agent's ports)
+/// that turns ready after `ready_after_ms` and exits only on its shutdown call.
+fn istio_proxy(pod: &support::pod::Pod, ready_after_ms: &str) -> support::pod::Container {
     let fake = support::proxy::fakeproxy().display().to_string();
-    let mut proxy = pod.start(
+    pod.start(
         "istio-proxy",
         &[
             "--",
@@ -591,9 +588,18 @@ fn pod_with_a_mesh_proxy_completes() {
             "--shutdown",
             "15020/quitquitquit",
             "--ready-after",
-            "500",
+            ready_after_ms,
         ],
-    );
+    )
+}
+
+/// A pod (network namespace, a PID namespace per container): an Istio-like proxy container that
+/// exits only on its shutdown call, and the step with `--proxy istio`. The step waits for the
+/// proxy, runs, and tells it: both containers end, so the pod completes.
+#[test]
+fn pod_with_a_mesh_proxy_completes() {
+    let pod = support::pod::Pod::new("mesh");
+    let mut proxy = istio_proxy(&pod, "500");
     let marker = pod.ws("podvisor/step.json");
     let mut step = pod.start(
         "step",
@@ -625,20 +631,7 @@ fn pod_with_a_mesh_proxy_completes() {
 #[test]
 fn pod_completes_when_the_step_is_stopped_during_the_wait() {
     let pod = support::pod::Pod::new("mesh-cancel");
-    let fake = support::proxy::fakeproxy().display().to_string();
-    let mut proxy = pod.start(
-        "istio-proxy",
-        &[
-            "--",
-            &fake,
-            "--ready",
-            "15021/healthz/ready",
-            "--shutdown",
-            "15020/quitquitquit",
-            "--ready-after",
-            "600000",
-        ],
-    );
+    let mut proxy = istio_proxy(&pod, "600000");
     let mut step = pod.start("step", &["--proxy", "istio", "--", "echo", "ran"]);
     step.wait_for_line("waiting for", LONG);
     proxy.wait_for_line("GET /healthz/ready 503", LONG);
