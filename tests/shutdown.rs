@@ -118,7 +118,22 @@ fn every_way_out_posts_exactly_once_per_url() {
     std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
     let closed = format!("127.0.0.1:{}", free_port());
+    let done = dir.path().join("done");
+    std::fs::write(&done, "").expect("write file");
     let cases = [
+        Case {
+            name: "sidecar-stopped",
+            flags: vec![
+                "--until-file".into(),
+                done.display().to_string(),
+                "--".into(),
+                "sleep".into(),
+                "100".into(),
+            ],
+            drive: Drive::Alone,
+            code: 0,
+            status: "exited",
+        },
         Case {
             name: "exit-0",
             flags: strings(&["--", "true"]),
@@ -479,6 +494,23 @@ fn every_preset_on_its_real_ports() {
         );
         assert_eq!(proxy.code(), Some(0), "{story}");
     }
+}
+
+/// A configuration error ends podvisor before anything started: no call (README).
+#[test]
+fn a_configuration_error_makes_no_call() {
+    let (proxy, url) = staying_proxy();
+    let run = TestCommand::new()
+        .args(["--shutdown-post", &url, "--timeout", "soon", "--", "true"])
+        .run();
+    let proxy = proxy.stop();
+    run.assert_code(125);
+    assert!(
+        requests(&proxy, "POST").is_empty(),
+        "{}\n{}",
+        run.explain(),
+        proxy.explain()
+    );
 }
 
 #[test]
