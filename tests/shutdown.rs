@@ -279,6 +279,14 @@ fn the_marker_comes_first_and_records_the_results() {
         "{first}"
     );
     assert_eq!(seen("lock-at-call: "), "busy", "{}", proxy.explain());
+    // me:secret, as Basic credentials.
+    assert!(
+        requests(&proxy, "POST /quitquitquit 200")
+            .first()
+            .is_some_and(|l| l.ends_with("content-length=0 auth=Basic bWU6c2VjcmV0")),
+        "{}",
+        proxy.explain()
+    );
     let last = read_marker(&marker);
     assert_eq!(last["shutdown"][0]["status"], 200, "{last}");
     assert_eq!(

@@ -218,14 +218,21 @@ async fn post(uri: &Uri) -> Result<u16, Failure> {
         .await
         .map_err(other)?;
     let driver = tokio::spawn(conn);
+    // Host as written (brackets kept for IPv6), never the URL's user:password@.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
     let mut request = Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(HOST, http::host_header(uri))
-        .header(USER_AGENT, http::USER_AGENT_VALUE)
-        // Some admin servers (Envoy's) answer a bodiless POST without a length with 411.
+        .header(HOST, host_port)
+        .header(USER_AGENT, concat!("podvisor/", env!("CARGO_PKG_VERSION")))
+        // Some admin servers answer a bodiless POST without a length with 411 Length Required.
         .header(CONTENT_LENGTH, "0")
         .header(CONNECTION, "close");
-    if let Some(credentials) = http::basic_auth(uri) {
-        request = request.header(AUTHORIZATION, credentials);
+    // `user:password@` goes as Basic credentials, as in the HTTP wait (%XX decoded first).
+    if let Some((user, password, _)) = crate::wait::target::userinfo(uri) {
+        let mut pair = http::percent_decode(user);
+        pair.push(b':');
+        pair.extend(http::percent_decode(password.unwrap_or("")));
+        request = request.header(AUTHORIZATION, format!("Basic {}", http::base64(&pair)));
     }
     let request = request
         .body(Empty::<Bytes>::new())

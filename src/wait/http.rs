@@ -17,12 +17,23 @@ pub async fn probe(uri: &Uri) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     // The connection is driven beside the request and dropped with this attempt.
     let driver = tokio::spawn(conn);
+    // Host is host[:port] as written (brackets kept for IPv6), never the URL's user:password@.
+    let authority = match (uri.host(), uri.port()) {
+        (Some(h), Some(p)) => format!("{h}:{}", p.as_str()),
+        (Some(h), None) => h.to_owned(),
+        (None, _) => host.to_owned(),
+    };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = Request::get(path)
-        .header(HOST, host_header(uri))
-        .header(USER_AGENT, USER_AGENT_VALUE);
-    if let Some(credentials) = basic_auth(uri) {
-        request = request.header(AUTHORIZATION, credentials);
+        .header(HOST, authority)
+        .header(USER_AGENT, concat!("podvisor/", env!("CARGO_PKG_VERSION")));
+    // `http://user:password@host/` sends Basic credentials, as curl does (RFC 7617); the URL's
+    // %XX escapes are decoded first.
+    if let Some((user, password, _)) = super::target::userinfo(uri) {
+        let mut pair = percent_decode(user);
+        pair.push(b':');
+        pair.extend(percent_decode(password.unwrap_or("")));
+        request = request.header(AUTHORIZATION, format!("Basic {}", base64(&pair)));
     }
     let request = request
         .body(Empty::<Bytes>::new())
@@ -38,31 +49,8 @@ pub async fn probe(uri: &Uri) -> Result<(), String> {
     }
 }
 
-/// podvisor's `User-Agent`.
-pub const USER_AGENT_VALUE: &str = concat!("podvisor/", env!("CARGO_PKG_VERSION"));
-
-/// The `Host` header: host[:port] as written (brackets kept for IPv6), never the URL's
-/// user:password@.
-pub fn host_header(uri: &Uri) -> String {
-    match (uri.host(), uri.port()) {
-        (Some(h), Some(p)) => format!("{h}:{}", p.as_str()),
-        (Some(h), None) => h.to_owned(),
-        (None, _) => String::new(),
-    }
-}
-
-/// `http://user:password@host/` sends Basic credentials, as curl does (RFC 7617); the URL's
-/// %XX escapes are decoded first.
-pub fn basic_auth(uri: &Uri) -> Option<String> {
-    let (user, password, _) = super::target::userinfo(uri)?;
-    let mut pair = percent_decode(user);
-    pair.push(b':');
-    pair.extend(percent_decode(password.unwrap_or("")));
-    Some(format!("Basic {}", base64(&pair)))
-}
-
 /// `%XX` escapes decoded; anything else (a stray `%` included) kept as it is.
-fn percent_decode(text: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -85,7 +73,7 @@ fn percent_decode(text: &str) -> Vec<u8> {
 }
 
 /// Standard base64 with padding (RFC 4648), for the Basic credentials only.
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

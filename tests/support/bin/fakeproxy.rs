@@ -13,7 +13,8 @@
 //!
 //! stdout: `listening` once every port is bound, then one line per request, as it is answered:
 //! `GET /healthz/ready 503 port=15021 content-length=-`, `POST /quitquitquit 200 port=15020
-//! content-length=0`, and `exiting` before an exit on the shutdown call.
+//! content-length=0` (plus ` auth=...` when an Authorization header came), and `exiting` before
+//! an exit on the shutdown call.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -117,6 +118,7 @@ fn serve(stream: TcpStream, port: u16, spec: &Spec, out: &Mutex<std::io::Stdout>
     let method = parts.next().unwrap_or("").to_owned();
     let path = parts.next().unwrap_or("").to_owned();
     let mut length: Option<usize> = None;
+    let mut auth = String::new();
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
@@ -126,6 +128,9 @@ fn serve(stream: TcpStream, port: u16, spec: &Spec, out: &Mutex<std::io::Stdout>
                 if let Some((name, value)) = line.split_once(':') {
                     if name.trim().eq_ignore_ascii_case("content-length") {
                         length = value.trim().parse().ok();
+                    }
+                    if name.trim().eq_ignore_ascii_case("authorization") {
+                        auth = format!(" auth={}", value.trim());
                     }
                 }
             }
@@ -163,7 +168,7 @@ fn serve(stream: TcpStream, port: u16, spec: &Spec, out: &Mutex<std::io::Stdout>
     let _ = writer.flush();
     say(
         out,
-        &format!("{method} {path} {code} port={port} content-length={shown_length}"),
+        &format!("{method} {path} {code} port={port} content-length={shown_length}{auth}"),
     );
     if exit {
         say(out, "exiting");
