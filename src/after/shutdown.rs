@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::wait::{http, tcp};
+use crate::wait::{base64, percent_decode, tcp_open};
 
 /// Default bound on all the calls together: a proxy answers on localhost in milliseconds, and
 /// the pod's terminationGracePeriodSeconds (30 s by default) must still cover the grace period.
@@ -207,7 +207,7 @@ enum Failure {
 async fn post(uri: &Uri) -> Result<u16, Failure> {
     let host = uri.host().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = tcp::open(host, uri.port_u16().unwrap_or(80))
+    let stream = tcp_open(host, uri.port_u16().unwrap_or(80))
         .await
         .map_err(|e| match e.refused {
             true => Failure::Refused(e.message),
@@ -229,10 +229,10 @@ async fn post(uri: &Uri) -> Result<u16, Failure> {
         .header(CONNECTION, "close");
     // `user:password@` goes as Basic credentials, as in the HTTP wait (%XX decoded first).
     if let Some((user, password, _)) = crate::wait::target::userinfo(uri) {
-        let mut pair = http::percent_decode(user);
+        let mut pair = percent_decode(user);
         pair.push(b':');
-        pair.extend(http::percent_decode(password.unwrap_or("")));
-        request = request.header(AUTHORIZATION, format!("Basic {}", http::base64(&pair)));
+        pair.extend(percent_decode(password.unwrap_or("")));
+        request = request.header(AUTHORIZATION, format!("Basic {}", base64(&pair)));
     }
     let request = request
         .body(Empty::<Bytes>::new())

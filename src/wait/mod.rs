@@ -9,8 +9,8 @@ pub mod target;
 
 mod cmd;
 pub(crate) mod file;
-pub(crate) mod http;
-pub(crate) mod tcp;
+mod http;
+mod tcp;
 mod unix;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -350,3 +350,8 @@ pub fn count(n: u32, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+// What the shutdown calls (after/shutdown.rs) share with the probes: the connect that tells a
+// refused port apart, and the Basic credentials' encoding.
+pub(crate) use http::{base64, percent_decode};
+pub(crate) use tcp::open as tcp_open;
