@@ -352,9 +352,10 @@ fn unreachable_endpoints_delay_the_exit_by_the_bound_at_most() {
     let live = live.stop();
     drop(blackhole);
     run.assert_code(2);
-    // 1 s of bound, plus start-up and the step: a generous ceiling for a busy machine.
+    // 1 s of bound, plus start-up and the step (~1.1 s in all, measured): a generous ceiling
+    // for a busy machine.
     assert!(
-        run.elapsed >= Duration::from_millis(900) && run.elapsed < Duration::from_secs(4),
+        run.elapsed >= Duration::from_millis(900) && run.elapsed < Duration::from_secs(6),
         "{}",
         run.explain()
     );
@@ -385,12 +386,16 @@ fn unreachable_endpoints_delay_the_exit_by_the_bound_at_most() {
 /// A refused connect is tried again: a proxy that comes up within the bound is told.
 #[test]
 fn a_refused_connect_is_retried_until_the_proxy_listens() {
+    // Built before podvisor starts calling: a build under load can outlast any bound.
+    support::proxy::fakeproxy();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/quitquitquit");
     let pv = Supervised::start(
         podvisor(&[
             "--log-level",
             "debug",
+            "--shutdown-timeout",
+            "30s",
             "--shutdown-post",
             &url,
             "--",
@@ -401,10 +406,16 @@ fn a_refused_connect_is_retried_until_the_proxy_listens() {
     pv.expect_stderr("trying again");
     let proxy = FakeProxy::start(&["--shutdown", &format!("{port}/quitquitquit")]);
     let run: Finished = pv.finish(LONG);
-    let proxy = proxy.finish(LONG);
+    let proxy = proxy.stop();
     run.assert_code(0)
         .assert_stderr_has(&format!("shutdown call POST {url}: HTTP 200"));
-    assert_eq!(requests(&proxy, "POST /quitquitquit").len(), 1);
+    assert_eq!(
+        requests(&proxy, "POST /quitquitquit").len(),
+        1,
+        "{}\n{}",
+        run.explain(),
+        proxy.explain()
+    );
 }
 
 /// `--proxy NAME:READY:SHUTDOWN` and `NAME:PORT` on loopback ports of our own: the wait goes to
