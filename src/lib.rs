@@ -12,9 +12,12 @@
 //! 5. `run/`: `child` spawns the step (own process group, clean mask, terminal); `supervise`
 //!    forwards signals, runs the grace timer and the sidecar's `until`-condition; `leftovers`
 //!    terminates what the step left behind.
-//! 6. `after/`: every way out, in order: the marker is written on every path; `exit` maps the
-//!    [`Outcome`] to one exit code.
-//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it).
+//! 6. `after/`: every way out, in order: the marker is written on every path; `tails` prints the
+//!    sidecars' logs (`--show-logs`) when the step failed; `termination` writes the one-line
+//!    reason of a failure for Kubernetes; `exit` maps the [`Outcome`] to one exit code.
+//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it; `logcopy`: with
+//!    `--log-to`, COMMAND's output passed through and copied to a bounded file, `rotating`,
+//!    from the first line podvisor logs to its exit code).
 //!
 //! docs/design.md explains the signal, reaping and marker models.
 
@@ -41,13 +44,52 @@ use after::marker;
 use run::reaper::Reaper;
 use run::signals::{self, Received};
 use run::{child, supervise};
-use sidecar::until;
+use sidecar::{logcopy, until};
 use wait::Report;
 
 /// Runs podvisor to its end. Blocks the `--rewrite-signal` sources (`main` has blocked the
 /// rest with `signals::block_early` first) and builds the runtime, so call it from `main`
 /// before any other thread exists.
 pub fn run(config: Config) -> Outcome {
+    let mut report = Report::default();
+    let outcome = run_inner(&config, &mut report);
+    finish(&config, &outcome, &report);
+    outcome
+}
+
+/// The ways out after the marker, in order: the error line, the sidecars' log tails, the
+/// termination message, the end of the `--log-to` copy.
+fn finish(config: &Config, outcome: &Outcome, report: &Report) {
+    match outcome {
+        Outcome::Error(reason) | Outcome::SpawnFailed { reason, .. } => {
+            tracing::error!("{reason}")
+        }
+        _ => {}
+    }
+    let reason = after::termination::reason(config, outcome, report);
+    after::tails::show(config, outcome, reason.as_deref());
+    if let Some(reason) = &reason {
+        after::termination::write(config, reason);
+    }
+    if logcopy::active() {
+        match &reason {
+            Some(r) => logcopy::note(&format!("exit code {}: {r}", outcome.code())),
+            None => logcopy::note(&format!("exit code {}", outcome.code())),
+        }
+        logcopy::close();
+    }
+}
+
+fn run_inner(config: &Config, report: &mut Report) -> Outcome {
+    if let Some(path) = &config.log_to {
+        // A copy that cannot be made must not stop the sidecar: it runs without one.
+        if let Err(e) = logcopy::start(path, config.log_size) {
+            tracing::warn!(
+                "cannot copy the output to {}: {e}; running without the copy",
+                path.display()
+            );
+        }
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -77,13 +119,13 @@ pub fn run(config: Config) -> Outcome {
         Ok(rt) => rt,
         Err(e) => return Outcome::Error(format!("cannot start the runtime: {e}")),
     };
-    let outcome = runtime.block_on(run_async(&config));
+    let outcome = runtime.block_on(run_async(config, report));
     // Don't wait for blocking work (a stuck name lookup, a flock wait) to finish.
     runtime.shutdown_background();
     outcome
 }
 
-async fn run_async(config: &Config) -> Outcome {
+async fn run_async(config: &Config, report: &mut Report) -> Outcome {
     let started_at = SystemTime::now();
     let started = Instant::now();
     // Before anything else, so that a sidecar sees this step as running from the first moment.
@@ -97,12 +139,13 @@ async fn run_async(config: &Config) -> Outcome {
             })
             .ok()
     });
-    let mut report = Report::default();
-    let outcome = start(config, &mut report).await;
+    let outcome = start(config, report).await;
+    // The step's output is all passed through (and copied) before the marker says it ended.
+    logcopy::drain();
     if let (Some(marker), Some(path)) = (marker, &config.marker) {
         let record = marker::Record {
             outcome: &outcome,
-            waits: &report,
+            waits: report,
             command: &config.command,
             started_at,
             started,

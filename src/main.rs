@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use podvisor::{logging, Config, Outcome};
+use podvisor::{logging, Config};
 
 fn main() -> ExitCode {
     // Before anything else: a signal in podvisor's first milliseconds (while the configuration
@@ -16,6 +16,10 @@ fn main() -> ExitCode {
                 tracing::Level::ERROR,
             );
             tracing::error!("{e}");
+            podvisor::after::termination::write_to(
+                podvisor::config::requested_termination_log().as_deref(),
+                &format!("podvisor error: {e}"),
+            );
             return ExitCode::from(podvisor::after::exit::OWN_ERROR);
         }
     };
@@ -24,12 +28,6 @@ fn main() -> ExitCode {
         tracing::error!("cannot block signals: {e}");
         return ExitCode::from(podvisor::after::exit::OWN_ERROR);
     }
-    let outcome = podvisor::run(config);
-    match &outcome {
-        Outcome::Error(reason) | Outcome::SpawnFailed { reason, .. } => {
-            tracing::error!("{reason}")
-        }
-        _ => {}
-    }
-    ExitCode::from(outcome.code())
+    // Errors are logged by run, before the log tails and the termination message.
+    ExitCode::from(podvisor::run(config).code())
 }

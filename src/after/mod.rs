@@ -1,5 +1,8 @@
-//! Every way out, in the order it runs: the marker the sidecars read (`marker`), then the one
-//! exit code the outcome maps to (`exit`).
+//! Every way out, in the order it runs: the marker the sidecars read (`marker`), the sidecars'
+//! log tails (`tails`), the termination message (`termination`), then the one exit code the
+//! outcome maps to (`exit`).
 
 pub mod exit;
 pub mod marker;
+pub mod tails;
+pub mod termination;

@@ -68,6 +68,7 @@ pub async fn supervise(
                 tracing::info!("grace period of {} expired, sending SIGKILL", duration::show(config.grace_period));
                 send(&child, libc::SIGKILL);
                 state.killed = true;
+                crate::after::termination::grace_period_expired();
             }
             // The sidecar's work is done.
             _ = until_holds(&mut until), if until.is_some() => {

@@ -10,6 +10,7 @@ pub mod target;
 mod cmd;
 pub(crate) mod file;
 mod http;
+pub mod log;
 mod tcp;
 mod unix;
 
@@ -251,6 +252,19 @@ async fn run_target(
         Target::File(path) => Some(file::Watcher::new(path)),
         _ => None,
     };
+    let mut follower = match &target {
+        Target::Log(spec) => match log::Follower::new(spec) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                progress
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .last_error = Some(e);
+                return End::OutOfRetries;
+            }
+        },
+        _ => None,
+    };
     let ready = |attempts: u32| {
         progress
             .lock()
@@ -281,7 +295,12 @@ async fn run_target(
                 .min(d.saturating_duration_since(Instant::now())),
             None => policy.attempt_timeout,
         };
-        let result = match timeout(bound, attempt(&target, watcher.as_mut(), &reaper)).await {
+        let result = match timeout(
+            bound,
+            attempt(&target, watcher.as_mut(), follower.as_mut(), &reaper),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(format!("attempt timed out after {}", show(bound))),
         };
@@ -308,15 +327,19 @@ async fn run_target(
         } else {
             now + delay
         };
-        match watcher.as_mut() {
-            Some(w) => {
-                if w.exists_within(due.saturating_duration_since(Instant::now()))
-                    .await
-                {
+        let until_due = due.saturating_duration_since(Instant::now());
+        match (watcher.as_mut(), follower.as_mut()) {
+            (Some(w), _) => {
+                if w.exists_within(until_due).await {
                     return ready(attempts);
                 }
             }
-            None => sleep_until(due).await,
+            (_, Some(f)) => {
+                if f.ready_within(until_due).await {
+                    return ready(attempts);
+                }
+            }
+            _ => sleep_until(due).await,
         }
     }
 }
@@ -324,6 +347,7 @@ async fn run_target(
 async fn attempt(
     target: &Target,
     watcher: Option<&mut file::Watcher>,
+    follower: Option<&mut log::Follower>,
     reaper: &Reaper,
 ) -> Result<(), String> {
     match target {
@@ -335,6 +359,10 @@ async fn attempt(
         Target::Unix(path) => unix::probe(path).await,
         Target::Http(uri) => http::probe(uri).await,
         Target::Cmd(script) => cmd::probe(script, reaper).await,
+        Target::Log(_) => match follower {
+            Some(f) => f.check(),
+            None => Err("cannot follow the log".into()),
+        },
     }
 }
 

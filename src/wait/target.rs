@@ -19,6 +19,8 @@ pub enum Target {
     Http(Uri),
     /// `/bin/sh -c` of it exits 0.
     Cmd(String),
+    /// A file has COUNT lines matching a regular expression.
+    Log(super::log::Spec),
 }
 
 impl fmt::Display for Target {
@@ -39,6 +41,7 @@ impl fmt::Display for Target {
             },
             // One line in a log line or the marker, whatever the script.
             Target::Cmd(c) => write!(f, "cmd://{}", c.replace('\n', "\\n")),
+            Target::Log(spec) => write!(f, "{spec}"),
         }
     }
 }

@@ -1,0 +1,461 @@
+//! `--log-to PATH`: COMMAND's stdout and stderr still reach podvisor's own, byte for byte, and a
+//! copy goes to PATH (bounded, see `rotating`), with podvisor's own lines.
+//!
+//! Two threads, neither of them the runtime's, so the step's output never waits for podvisor's
+//! event loop:
+//! - the *pump* polls COMMAND's two pipes; whatever it reads is first written to podvisor's
+//!   stdout or stderr (the passthrough: blocking as COMMAND's own write would, EAGAIN on a
+//!   non-blocking descriptor waited out with poll), then queued for the copy;
+//! - the *writer* empties the queue into PATH. The queue is bounded: when the volume is slow or
+//!   full, the copy drops (and says so with a `podvisor:` line in the copy), never the
+//!   passthrough.
+//!
+//! Without `--log-to` none of this exists and COMMAND inherits podvisor's descriptors. A stream
+//! that is a terminal stays COMMAND's own (it keeps its terminal: colours, line editing, window
+//! size); that stream is not copied, and a warning says so.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::libc;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use super::rotating::Rotating;
+use crate::config::size;
+
+/// The most the copy's queue holds; beyond it, output is dropped from the copy.
+const QUEUE_BOUND: usize = 4 << 20;
+/// One read from a pipe.
+const CHUNK: usize = 64 * 1024;
+/// After COMMAND's end (and its leftovers'), how long podvisor still reads pipes that a process
+/// outside the step holds open before it stops copying and exits.
+pub const DRAIN_BOUND: Duration = Duration::from_secs(2);
+/// How long the exit waits for the copy to be written to a slow volume.
+const CLOSE_BOUND: Duration = Duration::from_secs(2);
+
+/// What the writer writes.
+enum Chunk {
+    /// COMMAND's output, as read.
+    Output(Vec<u8>),
+    /// One of podvisor's own lines: starts on a line of its own.
+    Own(Vec<u8>),
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Output(b) | Chunk::Own(b) => b.len(),
+        }
+    }
+}
+
+/// The queue between the threads that produce the copy and the writer.
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes in `chunks`.
+    bytes: usize,
+    /// Bytes dropped because the queue was full, not yet reported in the copy.
+    dropped: u64,
+    /// No more chunks will come.
+    closed: bool,
+}
+
+/// The copy: its queue and the writer's wake-up.
+struct Sink {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Sink {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `chunk`, or counts it as dropped when the queue is full. Never blocks on the volume.
+    fn push(&self, chunk: Chunk) {
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        if q.bytes + chunk.len() > QUEUE_BOUND {
+            q.dropped += chunk.len() as u64;
+            return;
+        }
+        q.bytes += chunk.len();
+        q.chunks.push_back(chunk);
+        drop(q);
+        self.ready.notify_one();
+    }
+}
+
+/// The running copy: set once by `start`, read by the log writer and the pump.
+static SINK: OnceLock<Arc<Sink>> = OnceLock::new();
+/// The threads to wait for at the end.
+static THREADS: Mutex<Threads> = Mutex::new(Threads {
+    pump: None,
+    writer: None,
+});
+
+struct Threads {
+    /// The pump's stop pipe (dropping it tells the pump to finish) and its "done" channel.
+    pump: Option<(OwnedFd, mpsc::Receiver<()>)>,
+    /// The writer's "done" channel.
+    writer: Option<mpsc::Receiver<()>>,
+}
+
+fn threads() -> MutexGuard<'static, Threads> {
+    THREADS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the copy at `path` (bounded by `size` bytes): from now on podvisor's own lines go to
+/// it too.
+pub fn start(path: &Path, size: u64) -> io::Result<()> {
+    let file = Rotating::create(path, size)?;
+    let sink = Arc::new(Sink {
+        queue: Mutex::new(Queue::default()),
+        ready: Condvar::new(),
+    });
+    if SINK.set(sink.clone()).is_err() {
+        return Err(io::Error::other("the copy was already started"));
+    }
+    let (done, wait) = mpsc::channel();
+    let shown = path.to_owned();
+    std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || {
+            writer(&sink, file, &shown);
+            let _ = done.send(());
+        })?;
+    threads().writer = Some(wait);
+    tracing::debug!(
+        "copying the output to {} (at most {})",
+        path.display(),
+        size::show(size)
+    );
+    Ok(())
+}
+
+/// Whether `--log-to` is in effect.
+pub fn active() -> bool {
+    SINK.get().is_some()
+}
+
+/// A line podvisor wrote to its stderr (the log writer calls this): into the copy too.
+pub fn tee_own(line: &[u8]) {
+    if let Some(sink) = SINK.get() {
+        sink.push(Chunk::Own(line.to_vec()));
+    }
+}
+
+/// A line for the copy only.
+pub fn note(line: &str) {
+    tee_own(format!("podvisor: {line}\n").as_bytes());
+}
+
+/// COMMAND's end of the pipes, while it is being spawned.
+pub struct Capture {
+    /// (read end, the podvisor descriptor it passes through to), for stdout then stderr.
+    streams: Vec<(OwnedFd, RawFd)>,
+}
+
+/// Prepares pipes for COMMAND's stdout and stderr (those that are not a terminal) and sets them
+/// on `cmd`; `None` without `--log-to`.
+pub fn capture(cmd: &mut Command) -> Option<Capture> {
+    SINK.get()?;
+    let mut streams = Vec::new();
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        let name = if fd == libc::STDOUT_FILENO {
+            "stdout"
+        } else {
+            "stderr"
+        };
+        // SAFETY: 1 and 2 stay open for podvisor's whole life.
+        let ours = unsafe { BorrowedFd::borrow_raw(fd) };
+        if nix::unistd::isatty(ours).unwrap_or(false) {
+            tracing::warn!("{name} is a terminal: COMMAND keeps it, and its {name} is not copied");
+            continue;
+        }
+        let (read, write) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("cannot make a pipe for COMMAND's {name} ({e}): it is not copied");
+                continue;
+            }
+        };
+        // Fewer wake-ups per megabyte; refused above /proc/sys/fs/pipe-max-size, which is fine.
+        let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        if fd == libc::STDOUT_FILENO {
+            cmd.stdout(Stdio::from(write));
+        } else {
+            cmd.stderr(Stdio::from(write));
+        }
+        streams.push((read, fd));
+    }
+    Some(Capture { streams })
+}
+
+impl Capture {
+    /// Starts the pump once COMMAND runs (the caller drops its copies of the write ends, with
+    /// the `Command`, so that COMMAND's exit closes the pipes).
+    pub fn start(self) {
+        let Some(sink) = SINK.get().cloned() else {
+            return;
+        };
+        if self.streams.is_empty() {
+            return;
+        }
+        let (stop_read, stop_write) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("cannot start copying the output: {e}");
+                return;
+            }
+        };
+        let (done, wait) = mpsc::channel();
+        let streams = self.streams;
+        let spawned = std::thread::Builder::new()
+            .name("log-pump".into())
+            .spawn(move || {
+                pump(streams, &stop_read, &sink);
+                let _ = done.send(());
+            });
+        match spawned {
+            Ok(_) => threads().pump = Some((stop_write, wait)),
+            Err(e) => tracing::warn!("cannot start copying the output: {e}"),
+        }
+    }
+}
+
+/// After COMMAND's end: reads what is left in the pipes (until every writer closed them, at
+/// most `DRAIN_BOUND`), so that nothing COMMAND wrote is lost from the passthrough.
+pub fn drain() {
+    let pump = threads().pump.take();
+    if let Some((stop, done)) = pump {
+        drop(stop);
+        // The pump keeps its own deadline; this bound is for a passthrough that cannot be
+        // written at all (a reader of podvisor's stdout that stopped reading).
+        if done.recv_timeout(DRAIN_BOUND * 2).is_err() {
+            tracing::warn!("the output could not be passed through within {DRAIN_BOUND:?}");
+        }
+    }
+}
+
+/// Writes what is queued and closes the copy (at most `CLOSE_BOUND`).
+pub fn close() {
+    let Some(sink) = SINK.get() else { return };
+    sink.lock().closed = true;
+    sink.ready.notify_one();
+    let writer = threads().writer.take();
+    if let Some(done) = writer {
+        let _ = done.recv_timeout(CLOSE_BOUND);
+    }
+}
+
+/// The pump: pipes -> passthrough -> queue, until both pipes are at their end, or `DRAIN_BOUND`
+/// after `stop` closed.
+fn pump(mut streams: Vec<(OwnedFd, RawFd)>, stop: &OwnedFd, sink: &Sink) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut deadline: Option<Instant> = None;
+    while !streams.is_empty() {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    tracing::warn!(
+                        "COMMAND's output is still open {DRAIN_BOUND:?} after its end (a process outside the step holds it): not read any further"
+                    );
+                    return;
+                }
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds: Vec<PollFd> = streams
+            .iter()
+            .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if deadline.is_none() {
+            fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN));
+        }
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                tracing::warn!("cannot poll COMMAND's output: {e}");
+                return;
+            }
+        }
+        let revents: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if deadline.is_none() && revents.last() == Some(&true) {
+            deadline = Some(Instant::now() + DRAIN_BOUND);
+        }
+        let mut i = 0;
+        let mut k = 0;
+        while i < streams.len() {
+            let ready = revents[k];
+            k += 1;
+            if !ready {
+                i += 1;
+                continue;
+            }
+            let (fd, dest) = (&streams[i].0, streams[i].1);
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => {
+                    streams.remove(i);
+                    continue;
+                }
+                Ok(n) => {
+                    if let Err(e) = pass_through(dest, &buf[..n]) {
+                        // As if COMMAND wrote there itself: it gets EPIPE (or SIGPIPE) at its
+                        // next write once the pipe is closed.
+                        tracing::debug!("passthrough to fd {dest} failed ({e}): closing it");
+                        sink.push(Chunk::Output(buf[..n].to_vec()));
+                        streams.remove(i);
+                        continue;
+                    }
+                    sink.push(Chunk::Output(buf[..n].to_vec()));
+                }
+                Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+                Err(e) => {
+                    tracing::debug!("reading COMMAND's output failed: {e}");
+                    streams.remove(i);
+                    continue;
+                }
+            }
+            i += 1;
+        }
+    }
+}
+
+/// Writes all of `buf` to `dest`, waiting out EAGAIN (a non-blocking descriptor shared with
+/// another process) with poll.
+fn pass_through(dest: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
+    // SAFETY: `dest` is podvisor's stdout or stderr, open for its whole life.
+    let fd = unsafe { BorrowedFd::borrow_raw(dest) };
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let mut pfd = [PollFd::new(fd, PollFlags::POLLOUT)];
+                match nix::poll::poll(&mut pfd, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Drops reported in the copy, and the episode in progress.
+struct Drops {
+    /// Bytes dropped and not yet reported.
+    bytes: u64,
+    /// Why, for the report.
+    why: String,
+    /// The "dropping" line of this episode made it into the copy.
+    announced: bool,
+}
+
+/// The writer: queue -> PATH, reporting drops in the copy.
+fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
+    let mut drops = Drops {
+        bytes: 0,
+        why: String::new(),
+        announced: false,
+    };
+    let mut warned = false;
+    loop {
+        let (chunks, dropped, closed) = {
+            let mut q = sink.lock();
+            while q.chunks.is_empty() && !q.closed && q.dropped == 0 {
+                q = sink.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
+            }
+            let chunks = std::mem::take(&mut q.chunks);
+            q.bytes = 0;
+            (chunks, std::mem::take(&mut q.dropped), q.closed)
+        };
+        if dropped > 0 {
+            if drops.bytes == 0 {
+                drops.why = "the volume is too slow".into();
+            }
+            drops.bytes += dropped;
+        }
+        for chunk in chunks {
+            if drops.bytes > 0 && drops.announced {
+                // Writes work again: say how much is missing here.
+                let line = format!(
+                    "podvisor: warning: {} bytes of output missing here ({})",
+                    drops.bytes, drops.why
+                );
+                if file.write_line(&line).is_ok() {
+                    drops.bytes = 0;
+                    drops.announced = false;
+                }
+            }
+            let result = match &chunk {
+                Chunk::Output(b) => file.write(b),
+                Chunk::Own(b) => file.write_line(String::from_utf8_lossy(b).trim_end_matches('\n')),
+            };
+            if let Err((e, lost)) = result {
+                drops.bytes += lost as u64;
+                drops.why = e.to_string();
+                if !drops.announced {
+                    drops.announced = announce(&mut file, &e);
+                }
+                if !warned {
+                    warned = true;
+                    // Not through tracing: that would queue more for this very copy.
+                    eprintln_quiet(&format!(
+                        "podvisor: warning: the copy at {} drops output: {e}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        if drops.bytes > 0 && !drops.announced && dropped > 0 {
+            drops.announced = announce(&mut file, &io::Error::other(drops.why.clone()));
+        }
+        if closed {
+            if drops.bytes > 0 {
+                let line = format!(
+                    "podvisor: warning: {} bytes of output dropped from this copy at the end ({})",
+                    drops.bytes, drops.why
+                );
+                if file.write_line(&line).is_err() && file.make_room(line.len() as u64) {
+                    let _ = file.write_line(&line);
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// Writes the "dropping" line, making room for it on a full volume; whether it made it.
+fn announce(file: &mut Rotating, e: &io::Error) -> bool {
+    let line = format!("podvisor: warning: this copy drops output from here on: {e}");
+    if file.write_line(&line).is_ok() {
+        return true;
+    }
+    file.make_room(line.len() as u64 + 1) && file.write_line(&line).is_ok()
+}
+
+/// A line on stderr that may fail silently (stderr may be gone).
+fn eprintln_quiet(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "{line}");
+}
