@@ -80,6 +80,8 @@ pub async fn supervise(
     };
     // The pump cleared it when the child was reaped; this only says so here too.
     forwarder.clear();
+    // With --log-to: the child's last output goes into the copy before this line.
+    crate::sidecar::logcopy::catch_up();
     tracing::info!("child ended ({})", describe(end));
     // Hand the terminal back before anything else can print.
     drop(child.terminal.take());

@@ -106,10 +106,20 @@ static THREADS: Mutex<Threads> = Mutex::new(Threads {
 });
 
 struct Threads {
-    /// The pump's stop pipe (dropping it tells the pump to finish) and its "done" channel.
-    pump: Option<(OwnedFd, mpsc::Receiver<()>)>,
+    /// The running pump, if any.
+    pump: Option<Pump>,
     /// The writer's "done" channel.
     writer: Option<mpsc::Receiver<()>>,
+}
+
+/// The caller's side of the pump thread.
+struct Pump {
+    /// A byte asks the pump to catch up; closing it tells the pump to finish.
+    control: OwnedFd,
+    /// One message per catch-up done.
+    caught_up: mpsc::Receiver<()>,
+    /// Closed when the pump has finished.
+    done: mpsc::Receiver<()>,
 }
 
 fn threads() -> MutexGuard<'static, Threads> {
@@ -193,6 +203,11 @@ pub fn capture(cmd: &mut Command) -> Option<Capture> {
         };
         // Fewer wake-ups per megabyte; refused above /proc/sys/fs/pipe-max-size, which is fine.
         let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        // Our end only (COMMAND's stays blocking): a catch-up reads until the pipe is empty.
+        if let Err(e) = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
+            tracing::warn!("cannot make a pipe for COMMAND's {name} ({e}): it is not copied");
+            continue;
+        }
         if fd == libc::STDOUT_FILENO {
             cmd.stdout(Stdio::from(write));
         } else {
@@ -213,37 +228,61 @@ impl Capture {
         if self.streams.is_empty() {
             return;
         }
-        let (stop_read, stop_write) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        let (control_read, control) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!("cannot start copying the output: {e}");
                 return;
             }
         };
-        let (done, wait) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let (ack, caught_up) = mpsc::channel();
         let streams = self.streams;
         let spawned = std::thread::Builder::new()
             .name("log-pump".into())
             .spawn(move || {
-                pump(streams, &stop_read, &sink);
-                let _ = done.send(());
+                pump(streams, &control_read, &ack, &sink);
+                drop(done_tx);
             });
         match spawned {
-            Ok(_) => threads().pump = Some((stop_write, wait)),
+            Ok(_) => {
+                threads().pump = Some(Pump {
+                    control,
+                    caught_up,
+                    done,
+                })
+            }
             Err(e) => tracing::warn!("cannot start copying the output: {e}"),
         }
     }
 }
 
-/// After COMMAND's end: reads what is left in the pipes (until every writer closed them, at
-/// most `DRAIN_BOUND`), so that nothing COMMAND wrote is lost from the passthrough.
+/// How long `catch_up` waits for the pump.
+const CATCH_UP_BOUND: Duration = Duration::from_millis(500);
+
+/// Right after COMMAND's end, before podvisor logs it: the pump passes through and queues what
+/// is in the pipes now, so that the copy has COMMAND's last output before "child ended".
+pub fn catch_up() {
+    let t = threads();
+    let Some(pump) = t.pump.as_ref() else { return };
+    if nix::unistd::write(&pump.control, b"c").is_ok() {
+        let _ = pump.caught_up.recv_timeout(CATCH_UP_BOUND);
+    }
+}
+
+/// After COMMAND's end (and its leftovers'): reads what is left in the pipes (until every
+/// writer closed them, at most `DRAIN_BOUND`), so that nothing COMMAND wrote is lost from the
+/// passthrough.
 pub fn drain() {
     let pump = threads().pump.take();
-    if let Some((stop, done)) = pump {
-        drop(stop);
+    if let Some(pump) = pump {
+        drop(pump.control);
         // The pump keeps its own deadline; this bound is for a passthrough that cannot be
         // written at all (a reader of podvisor's stdout that stopped reading).
-        if done.recv_timeout(DRAIN_BOUND * 2).is_err() {
+        if let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) =
+            pump.done.recv_timeout(DRAIN_BOUND * 2)
+        {
+            // Ok(()) is never sent: Disconnected is the pump's end.
             tracing::warn!("the output could not be passed through within {DRAIN_BOUND:?}");
         }
     }
@@ -260,9 +299,17 @@ pub fn close() {
     }
 }
 
+/// The most one catch-up reads from a stream (a writer that never stops must not hold it).
+const CATCH_UP_MAX: usize = 4 << 20;
+
 /// The pump: pipes -> passthrough -> queue, until both pipes are at their end, or `DRAIN_BOUND`
-/// after `stop` closed.
-fn pump(mut streams: Vec<(OwnedFd, RawFd)>, stop: &OwnedFd, sink: &Sink) {
+/// after `control` closed; a byte on `control` asks for a catch-up, answered on `ack`.
+fn pump(
+    mut streams: Vec<(OwnedFd, RawFd)>,
+    control: &OwnedFd,
+    ack: &mpsc::Sender<()>,
+    sink: &Sink,
+) {
     let mut buf = vec![0u8; CHUNK];
     let mut deadline: Option<Instant> = None;
     while !streams.is_empty() {
@@ -284,7 +331,7 @@ fn pump(mut streams: Vec<(OwnedFd, RawFd)>, stop: &OwnedFd, sink: &Sink) {
             .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
             .collect();
         if deadline.is_none() {
-            fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
         }
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -293,50 +340,73 @@ fn pump(mut streams: Vec<(OwnedFd, RawFd)>, stop: &OwnedFd, sink: &Sink) {
                 return;
             }
         }
-        let revents: Vec<bool> = fds
+        let ready: Vec<bool> = fds
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
-        if deadline.is_none() && revents.last() == Some(&true) {
-            deadline = Some(Instant::now() + DRAIN_BOUND);
+        let mut catch_up = false;
+        if deadline.is_none() && ready.last() == Some(&true) {
+            let mut byte = [0u8; 16];
+            match nix::unistd::read(control, &mut byte) {
+                Ok(0) => deadline = Some(Instant::now() + DRAIN_BOUND),
+                Ok(_) => catch_up = true,
+                Err(_) => {}
+            }
         }
+        // `ready` has one entry per stream as they were at the poll.
         let mut i = 0;
-        let mut k = 0;
-        while i < streams.len() {
-            let ready = revents[k];
-            k += 1;
-            if !ready {
+        for was_ready in ready
+            .iter()
+            .take(streams.len())
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            let limit = match (catch_up, was_ready) {
+                (true, _) => CATCH_UP_MAX,
+                // Each stream emptied in turn: what one stream holds stays together.
+                (false, true) => CATCH_UP_MAX,
+                (false, false) => 0,
+            };
+            if limit == 0 || copy_some(&streams[i], &mut buf, limit, sink) {
                 i += 1;
-                continue;
+            } else {
+                streams.remove(i);
             }
-            let (fd, dest) = (&streams[i].0, streams[i].1);
-            match nix::unistd::read(fd, &mut buf) {
-                Ok(0) => {
-                    streams.remove(i);
-                    continue;
-                }
-                Ok(n) => {
-                    if let Err(e) = pass_through(dest, &buf[..n]) {
-                        // As if COMMAND wrote there itself: it gets EPIPE (or SIGPIPE) at its
-                        // next write once the pipe is closed.
-                        tracing::debug!("passthrough to fd {dest} failed ({e}): closing it");
-                        sink.push(Chunk::Output(buf[..n].to_vec()));
-                        streams.remove(i);
-                        continue;
-                    }
-                    sink.push(Chunk::Output(buf[..n].to_vec()));
-                }
-                Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
-                Err(e) => {
-                    tracing::debug!("reading COMMAND's output failed: {e}");
-                    streams.remove(i);
-                    continue;
-                }
-            }
-            i += 1;
+        }
+        if catch_up {
+            let _ = ack.send(());
         }
     }
+}
+
+/// Reads from one stream until it is empty (or `limit` bytes were read), passes it through and
+/// queues it; false at the stream's end.
+fn copy_some((fd, dest): &(OwnedFd, RawFd), buf: &mut [u8], limit: usize, sink: &Sink) -> bool {
+    let mut done = 0;
+    while done < limit {
+        match nix::unistd::read(fd, buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                done += n;
+                let result = pass_through(*dest, &buf[..n]);
+                sink.push(Chunk::Output(buf[..n].to_vec()));
+                if let Err(e) = result {
+                    // As if COMMAND wrote there itself: it gets EPIPE (or SIGPIPE) at its next
+                    // write once the pipe is closed.
+                    tracing::debug!("passthrough to fd {dest} failed ({e}): closing it");
+                    return false;
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return true,
+            Err(e) => {
+                tracing::debug!("reading COMMAND's output failed: {e}");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Writes all of `buf` to `dest`, waiting out EAGAIN (a non-blocking descriptor shared with
