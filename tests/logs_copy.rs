@@ -21,6 +21,23 @@ fn copy_of(path: &Path) -> String {
     read(Path::new(&older)) + &read(path)
 }
 
+/// Reads the child's stdout to its end on a thread, so that a full pipe never blocks it.
+fn read_stdout_in_background(child: &mut std::process::Child) -> std::thread::JoinHandle<Vec<u8>> {
+    let mut out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    })
+}
+
+/// The N of every `line N` in the copy.
+fn line_numbers(copy: &str) -> Vec<u64> {
+    copy.lines()
+        .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+        .collect()
+}
+
 #[test]
 fn passthrough_is_byte_for_byte_and_the_copy_has_both_streams_and_podvisors_lines() {
     let dir = TempDir::new("logs-copy");
@@ -138,12 +155,7 @@ fn a_sigkilled_child_leaves_an_intact_copy() {
         ])
         .arg(dir.path())
         .spawn();
-    let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
+    let reader = read_stdout_in_background(&mut child);
     // Let it write a good amount, then kill the writer in mid-stream.
     poll_until(Duration::from_secs(20), "the copy to grow", || {
         (std::fs::metadata(&log).map_or(0, |m| m.len()) > 100_000).then_some(())
@@ -154,11 +166,7 @@ fn a_sigkilled_child_leaves_an_intact_copy() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(137), "{shown}");
     let copy = copy_of(&log);
-    let lines: Vec<&str> = copy.lines().filter(|l| l.starts_with("line ")).collect();
-    let numbers: Vec<u64> = lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
-        .collect();
+    let numbers = line_numbers(&copy);
     assert!(numbers.len() > 1000, "{} lines", numbers.len());
     assert!(
         numbers.windows(2).all(|w| w[1] == w[0] + 1),
@@ -192,22 +200,14 @@ fn a_sigkilled_podvisor_leaves_the_copy_up_to_the_kill() {
             "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo line $i; done; sleep 60",
         ])
         .spawn();
-    let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
+    let reader = read_stdout_in_background(&mut child);
     poll_until(Duration::from_secs(30), "the last line in the copy", || {
         read(&log).contains("line 100000\n").then_some(())
     });
     child.kill().unwrap();
     child.wait().unwrap();
     let copy = copy_of(&log);
-    let numbers: Vec<u64> = copy
-        .lines()
-        .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
-        .collect();
+    let numbers = line_numbers(&copy);
     assert_eq!(numbers.last(), Some(&100000), "{shown}");
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
     drop(reader);
