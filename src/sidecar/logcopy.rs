@@ -129,6 +129,10 @@ fn threads() -> MutexGuard<'static, Threads> {
 /// Starts the copy at `path` (bounded by `size` bytes): from now on podvisor's own lines go to
 /// it too.
 pub fn start(path: &Path, size: u64) -> io::Result<()> {
+    // A fresh volume is empty: `/workspace/logs/` may not exist yet.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let file = Rotating::create(path, size)?;
     let sink = Arc::new(Sink {
         queue: Mutex::new(Queue::default()),
