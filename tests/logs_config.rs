@@ -66,7 +66,7 @@ fn bad_values_are_one_line_and_exit_125() {
         (
             &[],
             Some(("PODVISOR_WAIT_LOG", "/w/a.log#count=2")),
-            &["PODVISOR_WAIT_LOG", "regex=RE is required"],
+            &["PODVISOR_WAIT_LOG", "needs a regex option"],
         ),
         (&["--log-to", ""], None, &["--log-to"]),
         (&["--show-logs", ""], None, &["--show-logs"]),

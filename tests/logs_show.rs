@@ -183,16 +183,6 @@ fn a_wait_log_that_fails_names_the_last_line() {
         .arg(format!("log://{}#regex=^ready&count=2", log.display()))
         .args(["--timeout", "500ms", "--", "true"])
         .run();
-    // `--wait URL` comes with issue 11: until then the shorthand.
-    let run = if run.code() == Some(125) && run.stderr().contains("--wait") {
-        TestCommand::new()
-            .arg("--wait-log")
-            .arg(format!("{}#regex=^ready&count=2", log.display()))
-            .args(["--timeout", "500ms", "--", "true"])
-            .run()
-    } else {
-        run
-    };
     run.assert_code(124);
     run.assert_stderr_has("1 of 2 lines match /^ready/");
     run.assert_stderr_has("last line: \"still booting\"");

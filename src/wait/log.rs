@@ -8,138 +8,15 @@
 //! check count too. Every change in the folder (inotify, `IN_MODIFY` included) triggers a check;
 //! the policy's regular attempts are the fallback where inotify is unavailable.
 
-use std::ffi::OsStr;
-use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use regex_lite::Regex;
 
 use super::file::Watcher;
-
-/// What a log target waits for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spec {
-    /// The file followed.
-    pub path: PathBuf,
-    /// The regular expression (regex-lite syntax) a line must match.
-    pub regex: String,
-    /// How many matching lines make it ready.
-    pub count: u32,
-}
-
-impl fmt::Display for Spec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "log://{}#regex={}",
-            self.path.display(),
-            encode(&self.regex)
-        )?;
-        if self.count != 1 {
-            write!(f, "&count={}", self.count)?;
-        }
-        Ok(())
-    }
-}
-
-/// The options a log target takes.
-const OPTIONS: [&str; 2] = ["regex", "count"];
-
-/// Parses `PATH#regex=RE&count=N` (the `--wait-log` form; `log://` already removed). Values are
-/// percent-decoded (`%26` = `&`, `%23` = `#`, `%25` = `%`).
-pub fn parse(text: &OsStr) -> Result<Spec, String> {
-    let bytes = text.as_bytes();
-    let Some(hash) = bytes.iter().position(|&b| b == b'#') else {
-        return Err("expected PATH#regex=RE (and optionally &count=N)".into());
-    };
-    let path = &bytes[..hash];
-    if path.is_empty() {
-        return Err("the path is empty".into());
-    }
-    let fragment = std::str::from_utf8(&bytes[hash + 1..])
-        .map_err(|_| "the options after # are not valid UTF-8".to_owned())?;
-    let mut regex = None;
-    let mut count = 1u32;
-    for item in fragment.split('&').filter(|i| !i.is_empty()) {
-        let (name, value) = item.split_once('=').unwrap_or((item, ""));
-        let value = decode(value)?;
-        match name {
-            "regex" => {
-                Regex::new(&value).map_err(|e| format!("regex={value}: {}", one_line(&e)))?;
-                regex = Some(value);
-            }
-            "count" => {
-                count = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("count={value}: expected a whole number above 0"))?;
-            }
-            _ => {
-                let closest = OPTIONS
-                    .iter()
-                    .min_by_key(|o| crate::config::edit_distance(o, name))
-                    .unwrap_or(&"regex");
-                return Err(format!(
-                    "unknown option '{name}'; did you mean '{closest}'?"
-                ));
-            }
-        }
-    }
-    let regex = regex.ok_or("regex=RE is required")?;
-    Ok(Spec {
-        path: PathBuf::from(OsStr::from_bytes(path)),
-        regex,
-        count,
-    })
-}
-
-/// regex-lite's errors span lines (the pattern, a caret); one is enough here.
-fn one_line(e: &regex_lite::Error) -> String {
-    e.to_string()
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("error:"))
-        .map_or_else(
-            || e.to_string(),
-            |l| l.trim_start_matches("error: ").to_owned(),
-        )
-}
-
-/// Percent-decoding of an option's value.
-fn decode(value: &str) -> Result<String, String> {
-    let b = value.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent escape in '{value}' (write % as %25)"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("'{value}' is not valid UTF-8 once decoded"))
-}
-
-/// The reverse of `decode` for what would not read back: `%`, `&`, `#`.
-fn encode(value: &str) -> String {
-    value
-        .replace('%', "%25")
-        .replace('&', "%26")
-        .replace('#', "%23")
-}
+use super::target::Log;
 
 /// A line longer than this counts as a line of its own (a writer that never ends its line must
 /// not grow memory).
@@ -148,8 +25,8 @@ const MAX_LINE: usize = 64 * 1024;
 /// Follows one log file across checks.
 pub struct Follower {
     /// What is waited for.
-    spec: Spec,
-    /// The compiled `spec.regex`.
+    spec: Log,
+    /// The compiled pattern.
     regex: Regex,
     /// The file read so far, its inode and how far it was read.
     open: Option<(File, u64, u64)>,
@@ -166,19 +43,18 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// A follower for `spec` (whose regex was checked by the configuration).
-    pub fn new(spec: &Spec) -> Result<Self, String> {
-        let regex = Regex::new(&spec.regex).map_err(|e| one_line(&e))?;
-        Ok(Self {
+    /// A follower for `spec` (its pattern compiled by the configuration).
+    pub fn new(spec: &Log) -> Self {
+        Self {
             spec: spec.clone(),
-            regex,
+            regex: spec.regex.0.clone(),
             open: None,
             started: false,
             partial: Vec::new(),
             matched: 0,
             last_line: None,
             watcher: Watcher::with_modify(&spec.path),
-        })
+        }
     }
 
     /// Reads what is new; Ok once COUNT matching lines were seen, else why not.
@@ -212,11 +88,10 @@ impl Follower {
         };
         match (&self.open, &self.last_line) {
             (None, _) => format!("{path} does not exist"),
-            (Some(_), None) => format!("{seen} /{}/ in {path}: it is empty", self.spec.regex),
-            (Some(_), Some(line)) => format!(
-                "{seen} /{}/ in {path}; last line: {line:?}",
-                self.spec.regex
-            ),
+            (Some(_), None) => format!("{seen} /{}/ in {path}: it is empty", self.regex),
+            (Some(_), Some(line)) => {
+                format!("{seen} /{}/ in {path}; last line: {line:?}", self.regex)
+            }
         }
     }
 
@@ -331,34 +206,11 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn spec(text: &str) -> Result<Spec, String> {
-        parse(OsStr::new(text))
-    }
-
-    #[test]
-    fn parses_the_fragment() {
-        let s = spec("/w/pg.log#regex=ready to accept&count=2").unwrap();
-        assert_eq!(s.path, PathBuf::from("/w/pg.log"));
-        assert_eq!(s.regex, "ready to accept");
-        assert_eq!(s.count, 2);
-        assert_eq!(spec("/w/a.log#regex=a%26b%23c").unwrap().regex, "a&b#c");
-        assert_eq!(
-            spec("/w/a.log#regex=a%26b").unwrap().to_string(),
-            "log:///w/a.log#regex=a%26b"
-        );
-        for bad in [
-            "/w/a.log",
-            "#regex=x",
-            "/w/a.log#count=2",
-            "/w/a.log#regex=(",
-            "/w/a.log#regex=x&count=0",
-            "/w/a.log#regex=x&count=many",
-            "/w/a.log#regex=%zz",
-        ] {
-            assert!(spec(bad).is_err(), "{bad}");
+    fn spec(url: &str) -> Log {
+        match super::super::target::parse(url) {
+            Ok(super::super::target::Target::Log(l)) => l,
+            other => panic!("{url}: {other:?}"),
         }
-        let e = spec("/w/a.log#regx=x").unwrap_err();
-        assert!(e.contains("'regx'") && e.contains("'regex'"), "{e}");
     }
 
     #[test]
@@ -375,9 +227,10 @@ mod tests {
         let path = dir.join("s.log");
         let mut f = File::create(&path).unwrap();
         writeln!(f, "starting").unwrap();
-        let mut follower =
-            Follower::new(&spec(&format!("{}#regex=^ready&count=3", path.display())).unwrap())
-                .unwrap();
+        let mut follower = Follower::new(&spec(&format!(
+            "log://{}#regex=^ready&count=3",
+            path.display()
+        )));
         let e = follower.check().unwrap_err();
         assert!(e.contains("last line: \"starting\""), "{e}");
         write!(f, "ready 1\nrea").unwrap();
