@@ -31,6 +31,18 @@ fn read_stdout_in_background(child: &mut std::process::Child) -> std::thread::Jo
     })
 }
 
+/// `podvisor --log-to LOG -- sh -c SCRIPT [ARG]`, started with piped stdout and stderr.
+fn spawn_copying(log: &Path, script: &str, arg: Option<&Path>) -> (std::process::Child, String) {
+    let mut cmd = TestCommand::new()
+        .arg("--log-to")
+        .arg(log)
+        .args(["--", "sh", "-c", script]);
+    if let Some(arg) = arg {
+        cmd = cmd.arg(arg);
+    }
+    cmd.spawn()
+}
+
 /// The N of every `line N` in the copy.
 fn line_numbers(copy: &str) -> Vec<u64> {
     copy.lines()
@@ -144,17 +156,11 @@ fn the_copy_is_bounded_and_keeps_the_newest_lines() {
 fn a_sigkilled_child_leaves_an_intact_copy() {
     let dir = TempDir::new("logs-kill");
     let log = dir.path().join("k.log");
-    let (mut child, shown) = TestCommand::new()
-        .arg("--log-to")
-        .arg(&log)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "echo $$ > \"$0/pid\"; i=0; while :; do i=$((i+1)); echo line $i; done",
-        ])
-        .arg(dir.path())
-        .spawn();
+    let (mut child, shown) = spawn_copying(
+        &log,
+        "echo $$ > \"$0/pid\"; i=0; while :; do i=$((i+1)); echo line $i; done",
+        Some(dir.path()),
+    );
     let reader = read_stdout_in_background(&mut child);
     // Let it write a good amount, then kill the writer in mid-stream.
     poll_until(Duration::from_secs(20), "the copy to grow", || {
@@ -190,16 +196,11 @@ fn a_sigkilled_child_leaves_an_intact_copy() {
 fn a_sigkilled_podvisor_leaves_the_copy_up_to_the_kill() {
     let dir = TempDir::new("logs-killpv");
     let log = dir.path().join("k.log");
-    let (mut child, shown) = TestCommand::new()
-        .arg("--log-to")
-        .arg(&log)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo line $i; done; sleep 60",
-        ])
-        .spawn();
+    let (mut child, shown) = spawn_copying(
+        &log,
+        "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo line $i; done; sleep 60",
+        None,
+    );
     let reader = read_stdout_in_background(&mut child);
     poll_until(Duration::from_secs(30), "the last line in the copy", || {
         read(&log).contains("line 100000\n").then_some(())
@@ -318,17 +319,11 @@ fn a_closed_stdout_ends_the_child_by_sigpipe_as_without_podvisor() {
 fn a_process_outside_the_step_holding_the_pipe_delays_the_exit_by_a_bounded_time() {
     let dir = TempDir::new("logs-held");
     let log = dir.path().join("h.log");
-    let (mut child, shown) = TestCommand::new()
-        .arg("--log-to")
-        .arg(&log)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "echo $$ > \"$0/pid\"; echo started; exec sleep 60",
-        ])
-        .arg(dir.path())
-        .spawn();
+    let (mut child, shown) = spawn_copying(
+        &log,
+        "echo $$ > \"$0/pid\"; echo started; exec sleep 60",
+        Some(dir.path()),
+    );
     poll_until(Duration::from_secs(10), "the pid", || {
         read(&dir.path().join("pid")).trim().parse::<i32>().ok()
     });
@@ -356,4 +351,26 @@ fn a_process_outside_the_step_holding_the_pipe_delays_the_exit_by_a_bounded_time
     );
     assert!(err.contains("still open"), "{err}");
     drop(held);
+}
+
+#[test]
+fn small_writes_take_no_more_room_in_the_stdout_pipe_than_without_podvisor() {
+    let dir = TempDir::new("logs-small");
+    let log = dir.path().join("s.log");
+    // 2000 short lines (about 20 KB) fit in a 64 KiB pipe nobody reads yet, as they would
+    // without podvisor; one pipe buffer per line would fill it after 16.
+    let (mut child, shown) = spawn_copying(
+        &log,
+        "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo line $i; done",
+        None,
+    );
+    poll_until(
+        Duration::from_secs(20),
+        "podvisor to exit with nobody reading",
+        || child.try_wait().unwrap(),
+    );
+    let out = read_stdout_in_background(&mut child).join().unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.lines().count(), 2000, "{shown}");
+    assert_eq!(line_numbers(&copy_of(&log)).len(), 2000);
 }
