@@ -57,6 +57,11 @@ fn each_failure_has_its_line_and_success_writes_nothing() {
     run_long.assert_code(124);
     let m = message(&term);
     assert!(m.len() <= 4096 && !m.contains('\n'), "{} bytes", m.len());
+    // --map-exit: the mapped code decides; the line says both.
+    run(&["--map-exit", "3:7", "--", "sh", "-c", "exit 3"]).assert_code(7);
+    assert_eq!(message(&term), "sh exited with 3 (exit code 7 by --map-exit)");
+    run(&["--map-exit", "3:0", "--", "sh", "-c", "exit 3"]).assert_code(0);
+    assert!(!term.exists());
     // Success: nothing written.
     run(&["--", "true"]).assert_code(0);
     assert!(!term.exists());

@@ -37,18 +37,12 @@ pub fn reason(config: &Config, outcome: &Outcome, report: &Report) -> Option<Str
     );
     let text = match outcome {
         Outcome::Stopped(_) | Outcome::Done | Outcome::Child(ChildEnd::Exited(0)) => return None,
-        Outcome::Child(ChildEnd::Exited(code)) => format!("{command} exited with {code}"),
-        Outcome::Child(ChildEnd::Signaled(sig))
-            if *sig == nix::libc::SIGKILL && GRACE_KILL.load(Ordering::Relaxed) =>
-        {
-            format!(
-                "{command} killed by SIGKILL after the {} grace period",
-                duration::show(config.grace_period)
-            )
-        }
-        Outcome::Child(ChildEnd::Signaled(sig)) => {
-            format!("{command} killed by {}", signals::name(*sig))
-        }
+        Outcome::Child(end) => ended(config, &command, *end),
+        Outcome::Mapped { code: 0, .. } => return None,
+        Outcome::Mapped { end, code } => format!(
+            "{} (exit code {code} by --map-exit)",
+            ended(config, &command, *end)
+        ),
         Outcome::WaitFailed(why) => {
             wait_failed(config, report).unwrap_or_else(|| format!("wait failed: {why}"))
         }
@@ -60,6 +54,22 @@ pub fn reason(config: &Config, outcome: &Outcome, report: &Report) -> Option<Str
         Outcome::Error(e) => format!("podvisor error: {e}"),
     };
     Some(limit(&hide_passwords(&one_line(&text))))
+}
+
+/// How COMMAND ended, in words.
+fn ended(config: &Config, command: &str, end: ChildEnd) -> String {
+    match end {
+        ChildEnd::Exited(code) => format!("{command} exited with {code}"),
+        ChildEnd::Signaled(sig)
+            if sig == nix::libc::SIGKILL && GRACE_KILL.load(Ordering::Relaxed) =>
+        {
+            format!(
+                "{command} killed by SIGKILL after the {} grace period",
+                duration::show(config.grace_period)
+            )
+        }
+        ChildEnd::Signaled(sig) => format!("{command} killed by {}", signals::name(sig)),
+    }
 }
 
 /// "wait failed after 60s: tcp://localhost:5432 connection refused (600 attempts)".
