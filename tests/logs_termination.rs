@@ -59,7 +59,10 @@ fn each_failure_has_its_line_and_success_writes_nothing() {
     assert!(m.len() <= 4096 && !m.contains('\n'), "{} bytes", m.len());
     // --map-exit: the mapped code decides; the line says both.
     run(&["--map-exit", "3:7", "--", "sh", "-c", "exit 3"]).assert_code(7);
-    assert_eq!(message(&term), "sh exited with 3 (exit code 7 by --map-exit)");
+    assert_eq!(
+        message(&term),
+        "sh exited with 3 (exit code 7 by --map-exit)"
+    );
     run(&["--map-exit", "3:0", "--", "sh", "-c", "exit 3"]).assert_code(0);
     assert!(!term.exists());
     // Success: nothing written.
