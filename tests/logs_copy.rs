@@ -374,3 +374,30 @@ fn small_writes_take_no_more_room_in_the_stdout_pipe_than_without_podvisor() {
     assert_eq!(text.lines().count(), 2000, "{shown}");
     assert_eq!(line_numbers(&copy_of(&log)).len(), 2000);
 }
+
+#[test]
+fn a_terminal_stays_the_childs_and_is_not_copied() {
+    let dir = TempDir::new("logs-tty");
+    let log = dir.path().join("t.log");
+    let mut cmd = support::sigs::podvisor(&["--log-to", &log.to_string_lossy()]);
+    cmd.args([
+        "--",
+        "sh",
+        "-c",
+        "if [ -t 1 ] && [ -t 2 ]; then echo both-on-the-terminal; fi",
+    ]);
+    let (mut run, _master) = support::sigs::Supervised::start_on_pty(cmd);
+    run.expect(
+        "podvisor: warning: stdout is a terminal: COMMAND keeps it, and its stdout is not copied",
+    );
+    run.expect("both-on-the-terminal");
+    let copy = poll_until(Duration::from_secs(10), "the copy's end", || {
+        let c = read(&log);
+        c.contains("podvisor: exit code 0").then_some(c)
+    });
+    assert!(!copy.contains("both-on-the-terminal"), "{copy}");
+    assert!(
+        copy.contains("podvisor: child ended (exited with 0)"),
+        "{copy}"
+    );
+}
