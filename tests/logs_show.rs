@@ -396,3 +396,42 @@ fn tails_are_shown_on_failure_only_unless_always() {
         .assert_code(127)
         .assert_stderr_has("==> side");
 }
+
+#[test]
+fn a_log_wait_counts_lines_across_the_copys_rotation() {
+    let dir = TempDir::new("logs-rotate-wait");
+    let log = dir.path().join("svc.log");
+    // The step waits first; the sidecar then writes three READY lines, each after enough
+    // filler that the 16 KiB copy rotates on the way.
+    let (mut step, step_shown) = TestCommand::new()
+        .arg("--wait")
+        .arg(format!(
+            "log://{}#regex=^READY [0-9]$&count=3",
+            log.display()
+        ))
+        .args(["--timeout", "60s", "--", "true"])
+        .spawn();
+    let script = "r=0; while [ $r -lt 3 ]; do r=$((r+1)); i=0; \
+                  while [ $i -lt 200 ]; do i=$((i+1)); echo \"filler $r $i ..............\"; done; \
+                  echo \"READY $r\"; sleep 0.2; done";
+    let sidecar = TestCommand::new()
+        .arg("--log-to")
+        .arg(&log)
+        .args(["--log-size", "16K", "--", "sh", "-c", script])
+        .run();
+    sidecar.assert_code(0);
+    assert!(
+        dir.path().join("svc.log.1").exists(),
+        "the copy never rotated"
+    );
+    let status = poll_until(Duration::from_secs(30), "the step", || {
+        step.try_wait().unwrap()
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut step.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{step_shown}\n{err}");
+    // The first READY is long gone from the copy: it was counted as it passed.
+    let copy = std::fs::read_to_string(dir.path().join("svc.log.1")).unwrap()
+        + &std::fs::read_to_string(&log).unwrap();
+    assert!(!copy.contains("READY 1\n"), "READY 1 still in the copy");
+}

@@ -110,6 +110,9 @@ impl Rotating {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
+        // Unlinked first: a rename that replaces a file makes ext4 (auto_da_alloc) start
+        // writing the renamed file's data out, ~0.4 ms and a disk write per rotation.
+        let _ = std::fs::remove_file(&self.older);
         std::fs::rename(&self.path, &self.older)?;
         self.file = open_new(&self.path)?;
         self.written = 0;
