@@ -10,6 +10,7 @@
 
 mod ctx;
 mod idle;
+mod logcopy;
 mod overhead;
 mod proc;
 mod ready;
@@ -250,7 +251,7 @@ fn main() -> ExitCode {
     let started = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let load_start = loadavg();
     let t0 = proc::now_ns();
-    let rows: [(u8, &str, Row); 9] = [
+    let rows: [(u8, &str, Row); 10] = [
         (1, "overhead and peak RSS", overhead::run),
         (2, "TCP readiness", ready::tcp),
         (3, "file readiness", ready::file),
@@ -260,6 +261,7 @@ fn main() -> ExitCode {
         (6, "50 targets", ready::scale),
         (7, "sidecar stop", sidecar::run),
         (8, "binary size", size::run),
+        (9, "log copy", logcopy::run),
     ];
     let mut sections = Vec::new();
     let mut failed = false;
