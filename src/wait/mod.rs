@@ -10,8 +10,17 @@ pub mod target;
 mod cmd;
 pub(crate) mod file;
 mod http;
+// The protocol probes, wired into `--wait URL` once its syntax lands (issue 11, item 1).
+#[allow(dead_code)]
+mod mysql;
+#[allow(dead_code)]
+mod postgres;
+#[allow(dead_code)]
+mod redis;
 mod tcp;
 mod unix;
+#[allow(dead_code)]
+mod wire;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
