@@ -7,7 +7,8 @@
 //!    from a signalfd by one pump task; SIGCHLD makes `run/reaper` (the only waitpid caller)
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
 //! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
-//! 4. `wait/`: every target concurrently under one deadline, one file per probe; a terminating
+//! 4. `wait/`: every target concurrently under one deadline; `target` parses the `--wait URL`
+//!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); a terminating
 //!    signal cancels.
 //! 5. `run/`: `child` spawns the step (own process group, clean mask, terminal); `supervise`
 //!    forwards signals, runs the grace timer and the sidecar's `until`-condition; `leftovers`

@@ -22,6 +22,9 @@ use clap::{ArgAction, CommandFactory, Parser};
     allow_negative_numbers = true
 )]
 pub struct Cli {
+    /// Wait until URL is ready: tcp://, http://, https://, unix://, file://, postgres://, redis://, mysql://, log://; options after # (https://es:9200/#status=200-299,401&insecure); repeatable.
+    #[arg(long, value_name = "URL", action = ArgAction::Append)]
+    pub wait: Vec<OsString>,
     /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6); repeatable.
     #[arg(long, value_name = "HOST:PORT", action = ArgAction::Append)]
     pub wait_tcp: Vec<OsString>,
@@ -31,7 +34,7 @@ pub struct Cli {
     /// Wait until a connect to the unix socket PATH (at most 107 bytes) succeeds; repeatable.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub wait_unix: Vec<OsString>,
-    /// Wait until an HTTP GET of URL (http://) answers 2xx; repeatable.
+    /// Wait until an HTTP GET of URL (http:// or https://, options after # as for --wait) answers 2xx; repeatable.
     #[arg(long, value_name = "URL", action = ArgAction::Append)]
     pub wait_http: Vec<OsString>,
     /// Wait until `/bin/sh -c STRING` exits 0 (its output shown at debug level); repeatable.

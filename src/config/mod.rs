@@ -103,6 +103,20 @@ impl Raw {
         ))
     }
 
+    /// A bad URL target: the value is shown with its password as `***`, and a message that
+    /// already names the target (an unknown option) is not given it twice.
+    fn bad_target(&self, why: String) -> ConfigError {
+        let shown = target::redact(&self.value.to_string_lossy());
+        if why.contains(shown.trim()) {
+            ConfigError(format!("invalid value for {}: {why}", self.origin))
+        } else {
+            ConfigError(format!(
+                "invalid value '{shown}' for {}: {why}",
+                self.origin
+            ))
+        }
+    }
+
     /// The value as text: only paths and the command may be arbitrary bytes.
     fn text(&self) -> Result<&str, ConfigError> {
         self.value
@@ -150,6 +164,20 @@ impl Sources<'_> {
         let Some(raw) = self.env_value(long) else {
             return Vec::new();
         };
+        if long == "wait" {
+            // A target's own options may hold commas (`#status=200-299,401`): PODVISOR_WAIT
+            // splits only before the next `SCHEME://`.
+            return match raw.value.to_str() {
+                Some(text) => target::split_list(text)
+                    .into_iter()
+                    .map(|item| Raw {
+                        value: item.into(),
+                        origin: raw.origin.clone(),
+                    })
+                    .collect(),
+                None => vec![raw],
+            };
+        }
         raw.value
             .as_bytes()
             .split(|&b| b == b',')
@@ -262,6 +290,13 @@ impl Config {
         let mut warnings = unknown_variables(all_env);
 
         let mut waits = Vec::new();
+        for raw in src.many("wait", &cli.wait) {
+            let text = raw
+                .value
+                .to_str()
+                .ok_or_else(|| raw.bad_target("not valid UTF-8".into()))?;
+            waits.push(target::parse(text).map_err(|e| raw.bad_target(e))?);
+        }
         for raw in src.many("wait-tcp", &cli.wait_tcp) {
             waits.push(target::parse_host_port(raw.text()?).map_err(|e| raw.bad(e))?);
         }
@@ -274,7 +309,7 @@ impl Config {
             waits.push(Target::Unix(path));
         }
         for raw in src.many("wait-http", &cli.wait_http) {
-            waits.push(target::parse_http(raw.text()?).map_err(|e| raw.bad(e))?);
+            waits.push(target::parse_http(raw.text()?).map_err(|e| raw.bad_target(e))?);
         }
         for raw in src.many("wait-cmd", &cli.wait_cmd) {
             waits.push(Target::Cmd(raw.text()?.to_owned()));
@@ -289,6 +324,17 @@ impl Config {
             &cli.attempt_timeout,
             Duration::from_secs(5),
         )?;
+        // A hold as long as the attempt could never end ready.
+        for w in &waits {
+            if let Target::Tcp(t) = w {
+                if t.hold.is_some_and(|h| h >= attempt_timeout) {
+                    return Err(ConfigError(format!(
+                        "invalid value for --wait: the hold of {w} must be shorter than --attempt-timeout ({})",
+                        duration::show(attempt_timeout)
+                    )));
+                }
+            }
+        }
         let retries = match src.one("retries", &cli.retries) {
             None => None,
             Some(raw) => Some(
@@ -461,7 +507,7 @@ fn unknown_variables(all_env: impl Iterator<Item = (OsString, OsString)>) -> Vec
 
 /// Edit distance with adjacent transpositions (TPC -> TCP is one edit); names are short, so
 /// the full table is fine.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for (i, row) in d.iter_mut().enumerate() {
@@ -551,7 +597,7 @@ mod tests {
             e.contains("PODVISOR_NO_STRICT") && e.contains("maybe"),
             "{e}"
         );
-        assert!(build(&["--wait-http", "https://x/"], &[]).is_err());
+        assert!(build(&["--wait-http", "ftp://x/"], &[]).is_err());
         assert!(build(&["--retries", "-1"], &[]).is_err());
         assert!(build(&["--rewrite-signal", "TERM"], &[]).is_err());
         assert!(build(&["--sh", "true", "--", "ls"], &[]).is_err());

@@ -8,7 +8,9 @@
 //! The official images' init-time server listens on a socket only (docker-library/mysql #930),
 //! so a greeting over TCP comes from the real server.
 
+use super::target::Db;
 use super::wire::{self, c_string, shown, Verdict};
+use super::Attempt;
 
 /// Larger than any greeting or ERR packet; a bigger first packet is another protocol.
 const MAX_FIRST_PACKET: usize = 4096;
@@ -72,13 +74,17 @@ fn error(after_marker: &[u8]) -> Verdict {
     }
 }
 
-/// One attempt against `host:port`. The server sees a client that leaves before logging in
-/// (it counts one `Aborted_connects`); the wait ends at the first greeting, so that is once per
-/// run, far from `max_connect_errors` (a successful login from the host resets it anyway).
-pub async fn probe(host: &str, port: u16) -> Result<String, String> {
-    let (verdict, stream, _) = wire::exchange(host, port, &[], "mysql", decide).await?;
-    wire::close(stream, &[]).await;
-    verdict
+/// One attempt. The server sees a client that leaves before logging in (it counts one
+/// `Aborted_connects`); the wait ends at the first greeting, so that is once per run, far from
+/// `max_connect_errors` (and a successful login from the host resets that count anyway).
+pub async fn attempt(db: &Db) -> Attempt {
+    match wire::exchange(&db.host, db.port, &[], "mysql", decide).await {
+        Ok((verdict, stream, _)) => {
+            wire::close(stream, &[]).await;
+            verdict.into()
+        }
+        Err(e) => Attempt::NotReady(e),
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //! recovery, a standby that has not reached consistency), and the official image runs a
 //! temporary server during initdb (docker-library/postgres #880, #146).
 
+use super::target::Db;
 use super::wire::{self, c_string, shown, Verdict};
+use super::Attempt;
 
 /// Protocol 3.0, as the StartupMessage's version field (major 3 in the high 16 bits).
 const PROTOCOL_3_0: u32 = 3 << 16;
@@ -132,22 +134,27 @@ fn wants_terminate(buf: &[u8]) -> bool {
     buf.get(..9) == Some(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0][..])
 }
 
-/// One attempt against `host:port` as `user` (default `postgres`), on `database` if given.
-pub async fn probe(
-    host: &str,
-    port: u16,
-    user: Option<&str>,
-    database: Option<&str>,
-) -> Result<String, String> {
-    let hello = startup_message(user.unwrap_or("postgres"), database);
-    let (verdict, stream, answer) = wire::exchange(host, port, &hello, "postgres", decide).await?;
-    let goodbye: &[u8] = if wants_terminate(&answer) {
+/// One attempt, as the URL's user (default `postgres`) on its database (if any).
+pub async fn attempt(db: &Db) -> Attempt {
+    let hello = startup_message(
+        db.user
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .unwrap_or("postgres"),
+        db.database.as_deref(),
+    );
+    let answer = wire::exchange(&db.host, db.port, &hello, "postgres", decide).await;
+    let (verdict, stream, first) = match answer {
+        Ok(a) => a,
+        Err(e) => return Attempt::NotReady(e),
+    };
+    let goodbye: &[u8] = if wants_terminate(&first) {
         &TERMINATE
     } else {
         &[]
     };
     wire::close(stream, goodbye).await;
-    verdict
+    verdict.into()
 }
 
 #[cfg(test)]

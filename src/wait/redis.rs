@@ -9,7 +9,9 @@
 //! none. The step, using the same URL, would fail the same way; and a server whose password is
 //! set by a start-up script gets ready once the script has run.
 
+use super::target::Db;
 use super::wire::{self, shown, Verdict};
+use super::Attempt;
 
 /// A command as a RESP array of bulk strings (what redis-cli sends).
 fn command(args: &[&str]) -> Vec<u8> {
@@ -110,21 +112,21 @@ fn auth_failure(line: &[u8]) -> String {
     }
 }
 
-/// One attempt against `host:port`, authenticating as the URL says.
-pub async fn probe(
-    host: &str,
-    port: u16,
-    user: Option<&str>,
-    password: Option<&str>,
-) -> Result<String, String> {
+/// One attempt, authenticating as the URL says. The URL's database number is not selected:
+/// PING answers the same in every database.
+pub async fn attempt(db: &Db) -> Attempt {
+    let password = db.password.as_deref();
+    let hello = hello(db.user.as_deref(), password);
     let auth = password.is_some();
-    let (verdict, stream, _) = wire::exchange(host, port, &hello(user, password), "redis", |buf| {
-        decide(buf, auth)
-    })
-    .await?;
-    // Closing is enough: redis drops the client silently, and QUIT is deprecated (7.2).
-    wire::close(stream, &[]).await;
-    verdict
+    let answer = wire::exchange(&db.host, db.port, &hello, "redis", |buf| decide(buf, auth)).await;
+    match answer {
+        Ok((verdict, stream, _)) => {
+            // Closing is enough: redis drops the client silently, and QUIT is deprecated (7.2).
+            wire::close(stream, &[]).await;
+            verdict.into()
+        }
+        Err(e) => Attempt::NotReady(e),
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,15 @@ use tokio::net::TcpStream;
 /// `Err(reason)` is not ready (the reason goes in the not-ready lines and the marker).
 pub type Verdict = Result<String, String>;
 
+impl From<Verdict> for super::Attempt {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Ok(detail) => Self::Ready(detail),
+            Err(reason) => Self::NotReady(reason),
+        }
+    }
+}
+
 /// More than any first answer we decide on (a postgres ErrorResponse, a mysql greeting); a
 /// server that sends more without a decision is not the server we expected.
 const MAX_ANSWER: usize = 16 * 1024;
