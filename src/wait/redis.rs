@@ -79,11 +79,12 @@ fn ping(line: &[u8]) -> Verdict {
     let Some(code) = code(line) else {
         return Err(format!("not a redis server: it answered {}", shown(line)));
     };
+    // The server's own line, code included, in parentheses after what it means.
     let said = text(&line[1..]);
     Err(match code {
         b"LOADING" => "redis is loading its dataset".into(),
-        b"BUSY" => format!("redis is busy running a script (BUSY): {said}"),
-        b"MASTERDOWN" => format!("redis replica has lost its master (MASTERDOWN): {said}"),
+        b"BUSY" => format!("redis is busy running a script ({said})"),
+        b"MASTERDOWN" => format!("redis replica has lost its master ({said})"),
         b"NOAUTH" => "redis requires a password (NOAUTH): put it in the URL, as \
                       redis://:PASSWORD@host:6379 (or redis://USER:PASSWORD@host:6379)"
             .into(),
@@ -95,10 +96,7 @@ fn ping(line: &[u8]) -> Verdict {
 /// repeat it, and the URL is shown with `***`.
 fn auth_failure(line: &[u8]) -> String {
     match code(line) {
-        Some(b"WRONGPASS") => format!(
-            "redis refused the credentials (WRONGPASS): {}",
-            text(&line[1..])
-        ),
+        Some(b"WRONGPASS") => format!("redis refused the credentials ({})", text(&line[1..])),
         Some(b"ERR") if text(line).contains("invalid password") => {
             "redis refused the password (ERR invalid password)".into()
         }
@@ -164,8 +162,14 @@ mod tests {
             no(b"-LOADING Redis is loading the dataset in memory\r\n"),
             "redis is loading its dataset"
         );
-        assert!(no(b"-BUSY Redis is busy running a script.\r\n").contains("(BUSY)"));
-        assert!(no(b"-MASTERDOWN Link with MASTER is down\r\n").contains("(MASTERDOWN)"));
+        assert_eq!(
+            no(b"-BUSY Redis is busy running a script.\r\n"),
+            "redis is busy running a script (BUSY Redis is busy running a script.)"
+        );
+        assert_eq!(
+            no(b"-MASTERDOWN Link with MASTER is down\r\n"),
+            "redis replica has lost its master (MASTERDOWN Link with MASTER is down)"
+        );
         let hint = no(b"-NOAUTH Authentication required.\r\n");
         assert!(hint.contains("redis://:PASSWORD@host:6379"), "{hint}");
         assert_eq!(
