@@ -271,6 +271,7 @@ impl Postgres {
 fn pg_isready(port: u16) -> Option<i32> {
     Command::new(format!("{PG_BIN}/pg_isready"))
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "2"])
+        .args(["-U", "postgres", "-d", "postgres"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -657,4 +658,13 @@ pub fn mysql_greeting(version: &str) -> Vec<u8> {
     payload.extend_from_slice(&[0; 10]);
     payload.extend_from_slice(b"ijklmnopqrst\0caching_sha2_password\0");
     mysql_packet(&payload)
+}
+
+/// Entry `i` of the marker's `waits`.
+pub fn marker_wait(path: &Path, i: usize) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no marker at {}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the marker is not JSON ({e}):\n{text}"));
+    v["waits"][i].clone()
 }
