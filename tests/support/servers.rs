@@ -303,9 +303,11 @@ pub struct RedisOptions {
     pub password: Option<String>,
     /// Load the cached big dataset at start-up; the server is returned while still loading.
     pub big_dataset: bool,
-    /// Microseconds of delay per key while loading (redis's `key-load-delay`, a testing knob),
-    /// to make loading last long enough on any machine.
-    pub key_load_delay: u32,
+    /// redis's `key-load-delay` (a testing knob): N > 0 sleeps N µs at every key loaded, -N
+    /// sleeps 1 µs at one key in N; it makes loading last long enough on any machine.
+    pub key_load_delay: i32,
+    /// More `--name value` arguments for redis-server.
+    pub args: Vec<String>,
 }
 
 /// Keys in the big dataset: about 25 MB of RDB, which takes seconds to load.
@@ -336,6 +338,7 @@ impl Redis {
             if let Some(pw) = &options.password {
                 cmd.arg("--requirepass").arg(pw);
             }
+            cmd.args(&options.args);
             let mut child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
