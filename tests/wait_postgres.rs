@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::servers::{marker_wait, pg_auth_ok, pg_error, First, PgMode, Postgres, Scripted};
+use support::servers::{
+    marker_wait, pg_auth_ok, pg_error, wait_debug, wait_once, First, PgMode, Postgres, Scripted,
+};
 use support::wait::Background;
 use support::{TempDir, TestCommand};
 
@@ -167,17 +169,7 @@ fn scripted_start_up_answers_then_ready_with_the_exact_bytes_on_the_wire() {
         pg_auth_ok(),
     );
     let target = format!("postgres://app@127.0.0.1:{}/shop", server.port());
-    let run = TestCommand::new()
-        .args([
-            "--timeout",
-            "20s",
-            "--interval",
-            "20ms",
-            "--log-level",
-            "debug",
-        ])
-        .args(["--wait", &target, "--", "true"])
-        .run();
+    let run = wait_debug(&target);
     run.assert_code(0)
         .assert_stderr_has("postgres is starting up (57P03): the database system is starting up")
         .assert_stderr_has(&format!("{target} is ready after "))
@@ -206,9 +198,7 @@ fn scripted_errors_other_than_57p03_mean_a_live_server() {
     ] {
         let server = Scripted::start(First::Client, vec![], pg_error(code, message));
         let target = format!("postgres://127.0.0.1:{}", server.port());
-        let run = TestCommand::new()
-            .args(["--timeout", "20s", "--retries", "0", "--wait", &target])
-            .run();
+        let run = wait_once(&target);
         run.assert_code(0)
             .assert_stderr_has(&format!("{target} is ready after "))
             .assert_stderr_has(&format!(
@@ -225,9 +215,7 @@ fn something_else_on_the_port_is_not_postgres() {
         b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(),
     );
     let target = format!("postgresql://127.0.0.1:{}", server.port());
-    let run = TestCommand::new()
-        .args(["--timeout", "20s", "--retries", "0", "--wait", &target])
-        .run();
+    let run = wait_once(&target);
     run.assert_code(124).assert_stderr_has(
         r#"not a postgres server: it answered "HTTP/1.1 400 Bad Request\r\n\r\n""#,
     );

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::servers::{marker_wait, First, Redis, RedisOptions, Scripted};
+use support::servers::{marker_wait, wait_debug, wait_once, First, Redis, RedisOptions, Scripted};
 use support::wait::Background;
 use support::{TempDir, TestCommand};
 
@@ -106,9 +106,7 @@ fn an_acl_user_authenticates_with_user_and_password() {
         .expect("redis-cli");
     assert_eq!(String::from_utf8_lossy(&created.stdout).trim(), "OK");
     let target = format!("redis://app:app-Pa55@127.0.0.1:{}", redis.port);
-    let run = TestCommand::new()
-        .args(["--timeout", "20s", "--retries", "0", "--wait", &target])
-        .run();
+    let run = wait_once(&target);
     run.assert_code(0).assert_stderr_has(&format!(
         "redis://app:***@127.0.0.1:{} is ready after ",
         redis.port
@@ -174,17 +172,7 @@ fn scripted_loading_then_pong_with_auth_and_ping_on_the_wire() {
     first.extend_from_slice(loading);
     let server = Scripted::start(First::Client, vec![first], b"+OK\r\n+PONG\r\n".to_vec());
     let target = format!("redis://app:pw@127.0.0.1:{}", server.port());
-    let run = TestCommand::new()
-        .args([
-            "--timeout",
-            "20s",
-            "--interval",
-            "20ms",
-            "--log-level",
-            "debug",
-        ])
-        .args(["--wait", &target, "--", "true"])
-        .run();
+    let run = wait_debug(&target);
     run.assert_code(0)
         .assert_stderr_has("redis is loading its dataset")
         .assert_stderr_has("(2 attempts)");
@@ -211,9 +199,7 @@ fn scripted_busy_and_masterdown_are_not_ready_with_their_reason() {
     ] {
         let server = Scripted::start(First::Client, vec![], format!("{reply}\r\n").into_bytes());
         let target = format!("redis://127.0.0.1:{}", server.port());
-        let run = TestCommand::new()
-            .args(["--timeout", "20s", "--retries", "0", "--wait", &target])
-            .run();
+        let run = wait_once(&target);
         run.assert_code(124)
             .assert_stderr_has(&format!("{target} not ready after "))
             .assert_stderr_has(reason);
@@ -254,9 +240,7 @@ fn a_real_server_running_a_long_script_is_busy_until_the_script_is_killed() {
         cli(&["PING"]).starts_with("BUSY").then_some(())
     });
     let target = format!("redis://127.0.0.1:{port}");
-    let run = TestCommand::new()
-        .args(["--timeout", "20s", "--retries", "0", "--wait", &target])
-        .run();
+    let run = wait_once(&target);
     run.assert_code(124)
         .assert_stderr_has("redis is busy running a script (BUSY Redis is busy running a script.");
     assert_eq!(cli(&["SCRIPT", "KILL"]), "OK");
@@ -284,9 +268,7 @@ fn a_real_replica_without_its_master_is_masterdown_until_promoted() {
         ..RedisOptions::default()
     });
     let target = format!("redis://127.0.0.1:{}", redis.port);
-    let run = TestCommand::new()
-        .args(["--timeout", "20s", "--retries", "0", "--wait", &target])
-        .run();
+    let run = wait_once(&target);
     run.assert_code(124).assert_stderr_has(
         "redis replica has lost its master (MASTERDOWN Link with MASTER is down and \
          replica-serve-stale-data is set to 'no'.)",

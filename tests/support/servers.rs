@@ -671,3 +671,26 @@ pub fn marker_wait(path: &Path, i: usize) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("the marker is not JSON ({e}):\n{text}"));
     v["waits"][i].clone()
 }
+
+/// `podvisor --timeout 20s --retries 0 --wait TARGET`: one attempt, its verdict.
+pub fn wait_once(target: &str) -> super::Run {
+    super::TestCommand::new()
+        .args(["--timeout", "20s", "--retries", "0", "--wait", target])
+        .run()
+}
+
+/// `podvisor --timeout 20s --interval 20ms --log-level debug --wait TARGET -- true`: every
+/// failed attempt's reason is a debug line.
+pub fn wait_debug(target: &str) -> super::Run {
+    super::TestCommand::new()
+        .args([
+            "--timeout",
+            "20s",
+            "--interval",
+            "20ms",
+            "--log-level",
+            "debug",
+        ])
+        .args(["--wait", target, "--", "true"])
+        .run()
+}
