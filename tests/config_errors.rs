@@ -128,6 +128,21 @@ const CASES: &[Case] = &[
         &["--rewrite-signal", "NOPE"],
     ),
     flag(&["--stop-signal", "SIGNOPE"], &["--stop-signal", "SIGNOPE"]),
+    flag(
+        &["--rewrite-signal", "0:TERM"],
+        &["--rewrite-signal", "0:TERM"],
+    ),
+    // bad --map-exit
+    flag(&["--map-exit", "143"], &["--map-exit", "'143'", "FROM:TO"]),
+    flag(&["--map-exit", "256:0"], &["--map-exit", "256:0"]),
+    flag(&["--map-exit", "143:-1"], &["--map-exit", "143:-1"]),
+    flag(&["--map-exit", "-1:0"], &["--map-exit", "-1:0"]),
+    flag(&["--map-exit", "TERM:0"], &["--map-exit", "TERM:0"]),
+    var(
+        "PODVISOR_MAP_EXIT",
+        "143:0, 3",
+        &["PODVISOR_MAP_EXIT", "'3'"],
+    ),
     // empty paths
     flag(&["--wait-file", ""], &["--wait-file"]),
     // a socket path longer than sun_path can hold (107 bytes)

@@ -11,8 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::libc;
-
 use clap::{CommandFactory, Parser};
 
 use crate::run::signals;
@@ -48,6 +46,8 @@ pub struct Config {
     pub group: bool,
     /// Signal rewrites applied before forwarding, as (from, to).
     pub rewrites: Vec<(i32, i32)>,
+    /// `--map-exit FROM:TO`: exit TO when COMMAND's would-be exit code is FROM; first match wins.
+    pub map_exit: Vec<(u8, u8)>,
     /// Time between a terminating signal and SIGKILL.
     pub grace_period: Duration,
     /// Where to write the step's marker.
@@ -56,8 +56,9 @@ pub struct Config {
     pub until_files: Vec<PathBuf>,
     /// Command containers' markers that must all be finished before the sidecar stops.
     pub until_markers: Vec<PathBuf>,
-    /// The signal that stops the child in the sidecar role.
-    pub stop_signal: i32,
+    /// `--stop-signal` when set: what stops the child in the sidecar role. Unset, a stop request
+    /// passes on the signal that arrived, and the until-condition stops with SIGTERM.
+    pub stop_signal: Option<i32>,
     /// Sidecar role (also implied by any until-condition).
     pub sidecar: bool,
     /// Copy the executable here and exit.
@@ -234,16 +235,10 @@ impl Sources<'_> {
         self.one(long, flag).map(|raw| raw.path()).transpose()
     }
 
-    fn signal(
-        &self,
-        long: &str,
-        flag: &Option<OsString>,
-        default: i32,
-    ) -> Result<i32, ConfigError> {
-        match self.one(long, flag) {
-            None => Ok(default),
-            Some(raw) => signals::parse(raw.word()?).map_err(|e| raw.bad(e)),
-        }
+    fn signal(&self, long: &str, flag: &Option<OsString>) -> Result<Option<i32>, ConfigError> {
+        self.one(long, flag)
+            .map(|raw| signals::parse(raw.word()?).map_err(|e| raw.bad(e)))
+            .transpose()
     }
 }
 
@@ -383,8 +378,24 @@ impl Config {
                 .split_once(':')
                 .ok_or_else(|| raw.bad("expected FROM:TO, e.g. TERM:QUIT"))?;
             let from = signals::parse(from).map_err(|e| raw.bad(format!("{from}: {e}")))?;
-            let to = signals::parse(to).map_err(|e| raw.bad(format!("{to}: {e}")))?;
+            // TO 0 drops FROM, as dumb-init's `-r SIG:0`.
+            let to = match to.trim() {
+                "0" => 0,
+                to => signals::parse(to).map_err(|e| raw.bad(format!("{to}: {e}")))?,
+            };
             rewrites.push((from, to));
+        }
+
+        let mut map_exit = Vec::new();
+        for raw in src.many("map-exit", &cli.map_exit) {
+            let code = |text: &str| text.trim().parse::<u8>().ok();
+            let pair = raw
+                .word()?
+                .split_once(':')
+                .and_then(|(from, to)| Some((code(from)?, code(to)?)));
+            map_exit.push(pair.ok_or_else(|| {
+                raw.bad("expected FROM:TO, two exit codes from 0 to 255 (e.g. 143:0)")
+            })?);
         }
 
         let until_files = src.paths("until-file", &cli.until_file)?;
@@ -408,6 +419,7 @@ impl Config {
             log_level,
             group: !src.flag("no-group", cli.no_group)?,
             rewrites,
+            map_exit,
             grace_period: src.duration(
                 "grace-period",
                 &cli.grace_period,
@@ -416,19 +428,11 @@ impl Config {
             marker: src.path("marker", &cli.marker)?,
             until_files,
             until_markers,
-            stop_signal: src.signal("stop-signal", &cli.stop_signal, libc::SIGTERM)?,
+            stop_signal: src.signal("stop-signal", &cli.stop_signal)?,
             sidecar,
             install_to: src.path("install-to", &cli.install_to)?,
             warnings,
         })
-    }
-
-    /// The signal to forward in place of `signo`.
-    pub fn rewrite(&self, signo: i32) -> i32 {
-        self.rewrites
-            .iter()
-            .find(|(from, _)| *from == signo)
-            .map_or(signo, |&(_, to)| to)
     }
 }
 
@@ -560,7 +564,7 @@ mod tests {
         assert_eq!(c.policy.retries, None);
         assert_eq!(c.policy.attempt_timeout, Duration::from_secs(5));
         assert_eq!(c.grace_period, Duration::from_secs(10));
-        assert_eq!(c.stop_signal, libc::SIGTERM);
+        assert_eq!(c.stop_signal, None);
         assert!(c.strict && c.group && !c.sidecar);
     }
 
@@ -731,6 +735,29 @@ mod tests {
             one_line(text),
             "unexpected argument '--timout' found (a similar argument exists: '--timeout')"
         );
+    }
+
+    #[test]
+    fn map_exit_pairs_and_errors() {
+        let c = build(&["--map-exit", "143:0", "--map-exit", "3:0"], &[]).unwrap();
+        assert_eq!(c.map_exit, [(143, 0), (3, 0)]);
+        let c = build(&[], &[("PODVISOR_MAP_EXIT", "143:0, 1 : 2")]).unwrap();
+        assert_eq!(c.map_exit, [(143, 0), (1, 2)]);
+        for bad in ["143", "256:0", "x:0", "-1:0", "1:2:3", "1:"] {
+            let e = build(&["--map-exit", bad], &[]).unwrap_err().0;
+            assert!(e.contains("--map-exit") && e.contains(bad), "{e}");
+        }
+        let e = build(&[], &[("PODVISOR_MAP_EXIT", "143:0,9")])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("PODVISOR_MAP_EXIT") && e.contains("'9'"), "{e}");
+    }
+
+    #[test]
+    fn rewrite_to_zero_drops() {
+        let c = build(&["--rewrite-signal", "TERM:0"], &[]).unwrap();
+        assert_eq!(c.rewrites, [(15, 0)]);
+        assert!(build(&["--rewrite-signal", "0:TERM"], &[]).is_err());
     }
 
     #[test]
