@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use support::servers::{
-    mysql_err, mysql_greeting, wait_debug, wait_once, First, Mariadb, Scripted,
+    assert_scripted_ready, assert_step_runs, mysql_err, mysql_greeting, wait_debug, wait_once,
+    First, Mariadb, Scripted,
 };
 use support::wait::{Reply, Server, V4};
 use support::{TempDir, TestCommand};
@@ -18,13 +19,8 @@ fn a_running_mariadb_is_ready_and_names_its_version() {
     assert!(version.contains("MariaDB"), "{version}");
     for scheme in ["mariadb", "mysql"] {
         let target = format!("{scheme}://127.0.0.1:{}", db.port);
-        let run = TestCommand::new()
-            .args(["--timeout", "30s", "--wait", &target, "--", "echo", "step"])
-            .run();
-        run.assert_code(0)
-            .assert_stdout_has("step")
-            // Without MariaDB's "5.5.5-" prefix for old replication clients.
-            .assert_stderr_has(&format!("{target} is ready after "))
+        // Without MariaDB's "5.5.5-" prefix for old replication clients.
+        assert_step_runs(&target)
             .assert_stderr_has(&format!("(1 attempt): server version {version}\n"));
     }
 }
@@ -65,14 +61,12 @@ fn errors_of_a_live_server_are_ready_as_mysqladmin_ping_says() {
         (1129, "Host '10.1.2.3' is blocked because of many connection errors; unblock with 'mariadb-admin flush-hosts'", "host blocked"),
         (1130, "Host '10.1.2.3' is not allowed to connect to this MariaDB server", "host not allowed"),
     ] {
-        let server = Scripted::start(First::Server, vec![], mysql_err(code, message));
-        let target = format!("mysql://127.0.0.1:{}", server.port());
-        let run = wait_once(&target);
-        run.assert_code(0)
-            .assert_stderr_has(&format!("{target} is ready after "))
-            .assert_stderr_has(&format!(
-                "the server is live ({what}: ERR {code} {message})"
-            ));
+        assert_scripted_ready(
+            "mysql",
+            First::Server,
+            mysql_err(code, message),
+            &format!("the server is live ({what}: ERR {code} {message})"),
+        );
     }
 }
 

@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use support::servers::{
-    marker_wait, pg_auth_ok, pg_error, wait_debug, wait_once, First, PgMode, Postgres, Scripted,
+    assert_scripted_ready, assert_step_runs, marker_wait, pg_auth_ok, pg_error, wait_debug,
+    wait_once, First, PgMode, Postgres, Scripted,
 };
 use support::wait::Background;
 use support::{TempDir, TestCommand};
@@ -20,13 +21,8 @@ fn url(port: u16, userinfo: &str, db: &str) -> String {
 fn a_running_server_is_ready_and_the_probe_leaves_no_error_in_its_log() {
     let pg = Postgres::start(PgMode::Trust);
     let target = url(pg.port, "", "");
-    let run = TestCommand::new()
-        .args(["--timeout", "30s", "--wait", &target, "--", "echo", "step"])
-        .run();
-    run.assert_code(0)
-        .assert_stdout_has("step")
-        .assert_stderr_has(&format!("{target} is ready after "))
-        .assert_stderr_has("postgres accepts connections (no password needed)");
+    let run = assert_step_runs(&target);
+    run.assert_stderr_has("postgres accepts connections (no password needed)");
     // A session opened with AuthenticationOk is ended with Terminate: the server logs the
     // connection, and no "unexpected EOF" or other error about it.
     let log = pg.log();
@@ -138,6 +134,11 @@ fn a_server_in_recovery_answers_57p03_and_is_not_ready_until_promoted() {
     let wait = marker_wait(&marker, 0);
     assert_eq!(wait["ready"], false, "{wait}");
     assert_eq!(wait["target"], target.as_str(), "{wait}");
+    let last = wait["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last.starts_with("postgres is starting up (57P03)"),
+        "{wait}"
+    );
 
     // Waiting through the promotion: the step starts once the server accepts sessions.
     let mut waiting = Background::start(
@@ -196,14 +197,12 @@ fn scripted_errors_other_than_57p03_mean_a_live_server() {
         ("28000", "no pg_hba.conf entry for host \"10.0.0.9\""),
         ("3D000", "database \"nodb\" does not exist"),
     ] {
-        let server = Scripted::start(First::Client, vec![], pg_error(code, message));
-        let target = format!("postgres://127.0.0.1:{}", server.port());
-        let run = wait_once(&target);
-        run.assert_code(0)
-            .assert_stderr_has(&format!("{target} is ready after "))
-            .assert_stderr_has(&format!(
-                "postgres accepts connections; it answered {code}: {message}"
-            ));
+        assert_scripted_ready(
+            "postgres",
+            First::Client,
+            pg_error(code, message),
+            &format!("postgres accepts connections; it answered {code}: {message}"),
+        );
     }
 }
 

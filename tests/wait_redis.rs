@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::servers::{marker_wait, wait_debug, wait_once, First, Redis, RedisOptions, Scripted};
+use support::servers::{
+    assert_step_runs, marker_wait, wait_debug, wait_once, First, Redis, RedisOptions, Scripted,
+};
 use support::wait::Background;
 use support::{TempDir, TestCommand};
 
@@ -34,13 +36,7 @@ fn assert_hidden(run: &support::Run, marker: &std::path::Path, secret: &str) {
 fn a_running_server_answers_pong() {
     let redis = Redis::start(RedisOptions::default());
     let target = format!("redis://127.0.0.1:{}/0", redis.port);
-    let run = TestCommand::new()
-        .args(["--timeout", "20s", "--wait", &target, "--", "echo", "step"])
-        .run();
-    run.assert_code(0)
-        .assert_stdout_has("step")
-        .assert_stderr_has(&format!("{target} is ready after "))
-        .assert_stderr_has(": PONG");
+    assert_step_runs(&target).assert_stderr_has(": PONG");
 }
 
 #[test]
@@ -93,6 +89,13 @@ fn a_wrong_password_is_not_ready_with_the_servers_reason() {
         "redis refused the credentials (WRONGPASS invalid username-password pair or user is disabled.)",
     );
     assert_hidden(&run, &marker, wrong);
+    let last = marker_wait(&marker, 0)["last_error"].clone();
+    assert!(
+        last.as_str()
+            .unwrap_or_default()
+            .starts_with("redis refused the credentials (WRONGPASS"),
+        "{last}"
+    );
 }
 
 #[test]

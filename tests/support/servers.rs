@@ -694,3 +694,26 @@ pub fn wait_debug(target: &str) -> super::Run {
         .args(["--wait", target, "--", "true"])
         .run()
 }
+
+/// `podvisor --timeout 30s --wait TARGET -- echo step`, asserted to exit 0 after TARGET's ready
+/// line, with the step run.
+pub fn assert_step_runs(target: &str) -> super::Run {
+    let run = super::TestCommand::new()
+        .args(["--timeout", "30s", "--wait", target, "--", "echo", "step"])
+        .run();
+    run.assert_code(0)
+        .assert_stdout_has("step")
+        .assert_stderr_has(&format!("{target} is ready after "));
+    run
+}
+
+/// One attempt at a scripted server that answers every connection with `answer`, asserted
+/// ready with `detail` in the ready line.
+pub fn assert_scripted_ready(scheme: &str, first: First, answer: Vec<u8>, detail: &str) {
+    let server = Scripted::start(first, vec![], answer);
+    let target = format!("{scheme}://127.0.0.1:{}", server.port());
+    wait_once(&target)
+        .assert_code(0)
+        .assert_stderr_has(&format!("{target} is ready after "))
+        .assert_stderr_has(detail);
+}
