@@ -8,8 +8,9 @@
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
 //! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
 //! 4. `wait/`: every target concurrently under one deadline; `target` parses the `--wait URL`
-//!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); a terminating
-//!    signal cancels.
+//!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); the protocol
+//!    probes (postgres, redis, mysql) are pure decisions on the server's first bytes around one
+//!    I/O helper, `wire`; a terminating signal cancels.
 //! 5. `run/`: `child` spawns the step (own process group, clean mask, terminal); `supervise`
 //!    forwards signals, runs the grace timer and the sidecar's `until`-condition; `leftovers`
 //!    terminates what the step left behind.

@@ -17,6 +17,7 @@ mod redis;
 mod tcp;
 mod tls;
 mod unix;
+mod wire;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

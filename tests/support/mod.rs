@@ -5,6 +5,7 @@
 pub mod docker;
 pub mod pod;
 pub mod proxy;
+pub mod servers;
 pub mod sigs;
 pub mod wait;
 
