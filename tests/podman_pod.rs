@@ -52,7 +52,11 @@ impl Ordinary {
             guard.container("step"),
             guard.container("nginx"),
         );
-        assert_eq!(names, [init.clone(), step.clone(), nginx.clone()]);
+        let mut expected = [init.clone(), nginx.clone(), step.clone()];
+        let mut names = names;
+        names.sort();
+        expected.sort();
+        assert_eq!(names, expected, "the example's containers");
         let volume = kube.pod["spec"]["volumes"][0]["name"]
             .as_str()
             .unwrap_or_default()
