@@ -144,7 +144,7 @@ fn sweep() {
     };
     remove(
         &["pod", "rm", "-f", "-t", "0"],
-        list(&["pod", "ps", "-a", "--format", "{{.Name}}"]),
+        list(&["pod", "ps", "--format", "{{.Name}}"]),
     );
     remove(
         &["volume", "rm", "-f"],
@@ -323,12 +323,21 @@ impl PodGuard {
     }
 
     /// Waits until the pod has completed: every container, the infra container included, has
-    /// exited. Panics with `explain` after `timeout`.
+    /// exited, the infra container with 0. Panics with everything known after `timeout`.
     pub fn wait_completed(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let state = self.state();
             if state == "Exited" {
+                let infra = podman_ok(&[
+                    "pod",
+                    "inspect",
+                    "--format",
+                    "{{.InfraContainerID}}",
+                    &self.name,
+                ]);
+                let code = ended(&infra).code;
+                assert_eq!(code, 0, "the infra container\n{}", self.explain());
                 return;
             }
             assert!(
