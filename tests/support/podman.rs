@@ -418,6 +418,17 @@ pub fn wait_for_log(name: &str, needle: &str, timeout: Duration, explain: impl F
     }
 }
 
+/// This moment, as an `Ended` (code 0) to measure from.
+pub fn now() -> Ended {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    Ended {
+        code: 0,
+        finished_ns: ns,
+    }
+}
+
 /// The milliseconds from one container's end to another's (negative if `later` ended first).
 pub fn ms_between(earlier: Ended, later: Ended) -> f64 {
     (later.finished_ns - earlier.finished_ns) as f64 / 1e6
