@@ -15,7 +15,8 @@
 //!    terminates what the step left behind.
 //! 6. `after/`: every way out, in order: the marker is written on every path; `exit` maps the
 //!    [`Outcome`] to one exit code.
-//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it).
+//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it; `progress`: what it
+//!    still waits for, at growing intervals).
 //!
 //! docs/design.md explains the signal, reaping and marker models.
 
