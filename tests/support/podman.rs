@@ -577,16 +577,39 @@ impl KubePod {
             .collect()
     }
 
-    /// `podman kube play --network none` of the pod (started at once).
+    /// `podman kube play --network none` of the pod. podman starts the init containers one
+    /// after another, then every other container at once, in no fixed order.
     pub fn play(&self) {
+        self.kube_play(&[]);
+    }
+
+    /// The pod created by `podman kube play --start=false`, then started as the kubelet does:
+    /// each init container run to its end (exit 0), then the other containers started one
+    /// after another in the order listed.
+    pub fn play_in_order(&self) {
+        self.kube_play(&["--start=false"]);
+        let pod = self.pod["metadata"]["name"].as_str().unwrap_or_default();
+        for list in ["initContainers", "containers"] {
+            for c in self.pod["spec"][list].as_array().into_iter().flatten() {
+                let name = format!("{pod}-{}", c["name"].as_str().unwrap_or_default());
+                podman_ok(&["start", &name]);
+                if list == "initContainers" {
+                    let code = podman_ok(&["wait", &name]);
+                    assert_eq!(code, "0", "init container {name}\n{}", logs(&name));
+                }
+            }
+        }
+    }
+
+    fn kube_play(&self, flags: &[&str]) {
         let file = self.dir.path().join("pod.json");
         fs::write(&file, self.pod.to_string())
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let file = file.display().to_string();
-        let done = podman(
-            ["kube", "play", "--network", "none", &file],
-            Duration::from_secs(180),
-        );
+        let mut args = vec!["kube", "play", "--network", "none"];
+        args.extend(flags);
+        args.push(&file);
+        let done = podman(&args, Duration::from_secs(180));
         assert!(
             done.ok(),
             "\n{}\n--- the pod ---\n{:#}",
