@@ -13,7 +13,9 @@
 //! 5. `run/`: `child` spawns the step (own process group, clean mask, terminal); `supervise`
 //!    forwards signals, runs the grace timer and the sidecar's `until`-condition; `leftovers`
 //!    terminates what the step left behind.
-//! 6. `after/`: every way out, in order: the marker is written on every path; `exit` maps the
+//! 6. `after/`: every way out, in order (`after` below): the marker is written on every path;
+//!    `shutdown` POSTs to the mesh and proxy sidecars (`--shutdown-post`, `--proxy`), then the
+//!    marker is written again with the calls' results and its lock let go; `exit` maps the
 //!    [`Outcome`] to one exit code.
 //! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it; `progress`: what it
 //!    still waits for, at growing intervals).
@@ -38,7 +40,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub use after::exit::Outcome;
 pub use config::Config;
 
-use after::marker;
+use after::{marker, shutdown};
 use run::reaper::Reaper;
 use run::signals::{self, Received};
 use run::{child, supervise};
@@ -62,7 +64,7 @@ pub fn run(config: Config) -> Outcome {
         };
     }
     if let Err(e) = signals::block(&config.rewrites) {
-        return Outcome::Error(format!("cannot block signals: {e}"));
+        return failed_early(&config, format!("cannot block signals: {e}"));
     }
     if std::process::id() != 1 {
         // Orphans of the step are reparented to us instead of the host's init, and reaped.
@@ -76,7 +78,7 @@ pub fn run(config: Config) -> Outcome {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return Outcome::Error(format!("cannot start the runtime: {e}")),
+        Err(e) => return failed_early(&config, format!("cannot start the runtime: {e}")),
     };
     let outcome = runtime.block_on(run_async(&config));
     // Don't wait for blocking work (a stuck name lookup, a flock wait) to finish.
@@ -103,20 +105,45 @@ async fn run_async(config: &Config) -> Outcome {
     if let (Outcome::Mapped { code, .. }, Some(from)) = (&outcome, outcome.child_code()) {
         tracing::info!("exit code {from} mapped to {code} (--map-exit)");
     }
-    if let (Some(marker), Some(path)) = (marker, &config.marker) {
-        let record = marker::Record {
-            outcome: &outcome,
-            waits: &report,
-            command: &config.command,
-            started_at,
-            started,
-            map_exit: !config.map_exit.is_empty(),
-        };
-        if let Err(e) = marker.finish(&record) {
-            tracing::error!("cannot write the marker {}: {e}", path.display());
+    let pending = shutdown::pending(&config.shutdown_posts);
+    let mut record = marker::Record {
+        outcome: &outcome,
+        waits: &report,
+        command: &config.command,
+        started_at,
+        started,
+        map_exit: !config.map_exit.is_empty(),
+        shutdown: &pending,
+    };
+    // The after-phase, in this order (README "Exit codes" holds whatever happens here):
+    // 1. The marker, first, so that a sidecar watching the shared volume learns at once.
+    write_marker(marker.as_ref(), &record);
+    // 2. The shutdown calls, made whether or not the marker could be written; then the marker
+    //    again with their results. Its lock goes only after that final version, so a reader
+    //    that needs the results waits for the lock.
+    let results = shutdown::post_all(&config.shutdown_posts, config.shutdown_timeout).await;
+    if !results.is_empty() {
+        record.shutdown = &results;
+        write_marker(marker.as_ref(), &record);
+    }
+    drop(marker);
+    outcome
+}
+
+/// Writes the marker, if there is one; a failure is one error line and changes nothing else.
+fn write_marker(marker: Option<&marker::Marker>, record: &marker::Record<'_>) {
+    if let Some(marker) = marker {
+        if let Err(e) = marker.write(record) {
+            tracing::error!("cannot write the marker {}: {e}", marker.path().display());
         }
     }
-    outcome
+}
+
+/// podvisor's own error before its runtime exists: the shutdown calls still go out (on a
+/// runtime of their own), as on every other way out. `main` reports the error.
+pub fn failed_early(config: &Config, reason: String) -> Outcome {
+    shutdown::post_all_blocking(&config.shutdown_posts, config.shutdown_timeout);
+    Outcome::Error(reason)
 }
 
 /// Signals and reaping, then the steps; every way out of here is recorded by the marker.

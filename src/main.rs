@@ -20,11 +20,11 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log_format, config.log_level);
-    if let Err(e) = blocked {
-        tracing::error!("cannot block signals: {e}");
-        return ExitCode::from(podvisor::after::exit::OWN_ERROR);
-    }
-    let outcome = podvisor::run(config);
+    let outcome = match blocked {
+        // Past the configuration, every way out makes the shutdown calls (the after-phase).
+        Err(e) => podvisor::failed_early(&config, format!("cannot block signals: {e}")),
+        Ok(()) => podvisor::run(config),
+    };
     match &outcome {
         Outcome::Error(reason) | Outcome::SpawnFailed { reason, .. } => {
             tracing::error!("{reason}")

@@ -1,5 +1,7 @@
-//! Every way out, in the order it runs: the marker the sidecars read (`marker`), then the one
-//! exit code the outcome maps to (`exit`).
+//! Every way out, in the order it runs: the marker the sidecars read (`marker`), the shutdown
+//! calls to mesh and proxy sidecars (`shutdown`, after which the marker is written again with
+//! their results), then the one exit code the outcome maps to (`exit`).
 
 pub mod exit;
 pub mod marker;
+pub mod shutdown;

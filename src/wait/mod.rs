@@ -381,3 +381,9 @@ pub fn count(n: u32, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+// What the shutdown calls (after/shutdown.rs) share with the probes: the connect that tells a
+// refused port apart, and the Basic credentials' encoding.
+pub(crate) use http::base64;
+pub(crate) use target::percent_decode;
+pub(crate) use tcp::open as tcp_open;

@@ -5,6 +5,7 @@
 pub mod docker;
 pub mod pod;
 pub mod podman;
+pub mod proxy;
 pub mod sigs;
 pub mod wait;
 
