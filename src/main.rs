@@ -14,6 +14,7 @@ fn main() -> ExitCode {
             logging::init(
                 podvisor::config::requested_log_format(),
                 tracing::Level::ERROR,
+                false,
             );
             tracing::error!("{e}");
             podvisor::after::termination::write_to(
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(podvisor::after::exit::OWN_ERROR);
         }
     };
-    logging::init(config.log_format, config.log_level);
+    logging::init(config.log_format, config.log_level, config.log_to.is_some());
     if let Err(e) = blocked {
         tracing::error!("cannot block signals: {e}");
         return ExitCode::from(podvisor::after::exit::OWN_ERROR);
