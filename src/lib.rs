@@ -8,17 +8,21 @@
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
 //! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
 //! 4. `wait/`: every target concurrently under one deadline; `target` parses the `--wait URL`
-//!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); a terminating
-//!    signal cancels.
+//!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); the protocol
+//!    probes (postgres, redis, mysql) are pure decisions on the server's first bytes around one
+//!    I/O helper, `wire`; a terminating signal cancels.
 //! 5. `run/`: `child` spawns the step (own process group, clean mask, terminal); `supervise`
 //!    forwards signals, runs the grace timer and the sidecar's `until`-condition; `leftovers`
 //!    terminates what the step left behind.
-//! 6. `after/`: every way out, in order: the marker is written on every path; `tails` prints the
-//!    sidecars' logs (`--show-logs`) when the step failed; `termination` writes the one-line
-//!    reason of a failure for Kubernetes; `exit` maps the [`Outcome`] to one exit code.
-//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it; `logcopy`: with
-//!    `--log-to`, COMMAND's output passed through and copied to a bounded file, `rotating`,
-//!    from the first line podvisor logs to its exit code).
+//! 6. `after/`: every way out, in order: the marker is written on every path; `shutdown` POSTs
+//!    to the mesh and proxy sidecars (`--shutdown-post`, `--proxy`), then the marker is written
+//!    again with the calls' results and its lock let go; `tails` prints the sidecars' logs
+//!    (`--show-logs`) when the step failed; `termination` writes the one-line reason of a
+//!    failure for Kubernetes; `exit` maps the [`Outcome`] to one exit code.
+//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it; `progress`: what it
+//!    still waits for, at growing intervals; `logcopy`: with `--log-to`, COMMAND's output passed
+//!    through and copied to a bounded file, `rotating`, from the first line podvisor logs to
+//!    its exit code).
 //!
 //! docs/design.md explains the signal, reaping and marker models.
 
@@ -40,7 +44,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub use after::exit::Outcome;
 pub use config::Config;
 
-use after::marker;
+use after::{marker, shutdown};
 use run::reaper::Reaper;
 use run::signals::{self, Received};
 use run::{child, supervise};
@@ -103,7 +107,7 @@ fn run_inner(config: &Config, report: &mut Report) -> Outcome {
         };
     }
     if let Err(e) = signals::block(&config.rewrites) {
-        return Outcome::Error(format!("cannot block signals: {e}"));
+        return failed_early(config, format!("cannot block signals: {e}"));
     }
     if std::process::id() != 1 {
         // Orphans of the step are reparented to us instead of the host's init, and reaped.
@@ -117,7 +121,7 @@ fn run_inner(config: &Config, report: &mut Report) -> Outcome {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return Outcome::Error(format!("cannot start the runtime: {e}")),
+        Err(e) => return failed_early(config, format!("cannot start the runtime: {e}")),
     };
     let outcome = runtime.block_on(run_async(config, report));
     // Don't wait for blocking work (a stuck name lookup, a flock wait) to finish.
@@ -145,20 +149,53 @@ async fn run_async(config: &Config, report: &mut Report) -> Outcome {
     }
     // The step's output is all passed through (and copied) before the marker says it ended.
     logcopy::drain();
-    if let (Some(marker), Some(path)) = (marker, &config.marker) {
-        let record = marker::Record {
-            outcome: &outcome,
-            waits: report,
-            command: &config.command,
-            started_at,
-            started,
-            map_exit: !config.map_exit.is_empty(),
-        };
-        if let Err(e) = marker.finish(&record) {
-            tracing::error!("cannot write the marker {}: {e}", path.display());
+    let pending = shutdown::pending(&config.shutdown_posts);
+    let mut record = marker::Record {
+        outcome: &outcome,
+        waits: report,
+        command: &config.command,
+        started_at,
+        started,
+        map_exit: !config.map_exit.is_empty(),
+        shutdown: &pending,
+    };
+    // The after-phase, in this order (README "Exit codes" holds whatever happens here):
+    // 1. The marker, first, so that a sidecar watching the shared volume learns at once.
+    write_marker(marker.as_ref(), &record);
+    // 2. The shutdown calls, made whether or not the marker could be written; then the marker
+    //    again with their results. Its lock goes only after that final version, so a reader
+    //    that needs the results waits for the lock.
+    let results = shutdown::post_all(&config.shutdown_posts, config.shutdown_timeout).await;
+    if !results.is_empty() {
+        record.shutdown = &results;
+        write_marker(marker.as_ref(), &record);
+    }
+    drop(marker);
+    outcome
+}
+
+/// Writes the marker, if there is one; a failure is one error line and changes nothing else.
+fn write_marker(marker: Option<&marker::Marker>, record: &marker::Record<'_>) {
+    if let Some(marker) = marker {
+        if let Err(e) = marker.write(record) {
+            tracing::error!("cannot write the marker {}: {e}", marker.path().display());
         }
     }
+}
+
+/// podvisor could not set up its signals: the after-phase that is possible without a runtime
+/// (shutdown calls, log tails, termination message); `main` exits with its code.
+pub fn fail(config: &Config, reason: String) -> Outcome {
+    let outcome = failed_early(config, reason);
+    finish(config, &outcome, &Report::default());
     outcome
+}
+
+/// podvisor's own error before its runtime exists: the shutdown calls still go out (on a
+/// runtime of their own), as on every other way out. `main` reports the error.
+pub fn failed_early(config: &Config, reason: String) -> Outcome {
+    shutdown::post_all_blocking(&config.shutdown_posts, config.shutdown_timeout);
+    Outcome::Error(reason)
 }
 
 /// Signals and reaping, then the steps; every way out of here is recorded by the marker.

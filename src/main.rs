@@ -25,10 +25,11 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log_format, config.log_level, config.log_to.is_some());
-    if let Err(e) = blocked {
-        tracing::error!("cannot block signals: {e}");
-        return ExitCode::from(podvisor::after::exit::OWN_ERROR);
-    }
-    // Errors are logged by run, before the log tails and the termination message.
-    ExitCode::from(podvisor::run(config).code())
+    let outcome = match blocked {
+        // Past the configuration, every way out goes through the after-phase.
+        Err(e) => podvisor::fail(&config, format!("cannot block signals: {e}")),
+        // Errors are logged by run, before the log tails and the termination message.
+        Ok(()) => podvisor::run(config),
+    };
+    ExitCode::from(outcome.code())
 }

@@ -194,6 +194,20 @@ pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
         5.0,
         "p90 <= 5 ms",
     ));
+    for (key, what) in [
+        ("proto-postgres", "postgres"),
+        ("proto-redis", "redis"),
+        ("proto-mysql", "mysql"),
+    ] {
+        v.push(limit(
+            s,
+            &format!("{what} readiness, defaults (issue 11)"),
+            (key, "podvisor (defaults)"),
+            Stat::P90,
+            100.0,
+            "p90 <= 100 ms, as TCP",
+        ));
+    }
     v.push(limit(
         s,
         "static binary",

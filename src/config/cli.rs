@@ -101,6 +101,15 @@ pub struct Cli {
     /// Sidecar role: the first TERM, INT, QUIT or HUP is the stop request (sent on as --stop-signal when set), and the stopped child's death counts as success.
     #[arg(long)]
     pub sidecar: bool,
+    /// When podvisor ends (on every path), POST to URL (http://, empty body); repeatable; never changes the exit code.
+    #[arg(long, value_name = "URL", action = ArgAction::Append)]
+    pub shutdown_post: Vec<OsString>,
+    /// Bound on all the shutdown calls together (a refused connect is retried within it) [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_timeout: Option<OsString>,
+    /// Wait for a mesh or proxy sidecar and POST its shutdown call at the end: istio, envoy, linkerd, cloudsql or dapr, as NAME[:READY_PORT[:SHUTDOWN_PORT]]; repeatable.
+    #[arg(long, value_name = "NAME", action = ArgAction::Append)]
+    pub proxy: Vec<OsString>,
     /// Copy COMMAND's stdout and stderr (and podvisor's own lines) to PATH, bounded by --log-size; the output itself still goes to stdout and stderr.
     #[arg(long, value_name = "PATH")]
     pub log_to: Option<OsString>,

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod duration;
+pub mod proxy;
 pub mod size;
 
 use std::ffi::{OsStr, OsString};
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::after::shutdown;
 use crate::run::signals;
 use crate::wait::policy::Policy;
 use crate::wait::target::{self, Target};
@@ -80,6 +82,10 @@ pub struct Config {
     pub sidecar: bool,
     /// Copy the executable here and exit.
     pub install_to: Option<PathBuf>,
+    /// URLs to POST to when podvisor ends (`--shutdown-post` and the `--proxy` presets).
+    pub shutdown_posts: Vec<hyper::Uri>,
+    /// Bound on all the shutdown calls together.
+    pub shutdown_timeout: Duration,
     /// Where the copy of COMMAND's output (and podvisor's own lines) goes.
     pub log_to: Option<PathBuf>,
     /// Bound of that copy, both files together, in bytes.
@@ -436,6 +442,28 @@ impl Config {
             })?);
         }
 
+        let mut shutdown_posts = Vec::new();
+        for raw in src.many("shutdown-post", &cli.shutdown_post) {
+            shutdown_posts.push(shutdown::parse_url(raw.text()?).map_err(|e| raw.bad(e))?);
+        }
+        // After the explicit targets and calls, each added once: `--proxy istio` twice, or
+        // beside the same --shutdown-post, is still one wait and one call.
+        for raw in src.many("proxy", &cli.proxy) {
+            // `--proxy "$MESH"` with MESH empty means none, as an empty PODVISOR_PROXY does.
+            if raw.word()?.is_empty() {
+                continue;
+            }
+            let preset = proxy::parse(raw.text()?).map_err(|e| raw.bad(e))?;
+            let ready = target::parse(&preset.ready).map_err(|e| raw.bad(e))?;
+            if !waits.contains(&ready) {
+                waits.push(ready);
+            }
+            let call = shutdown::parse_url(&preset.shutdown).map_err(|e| raw.bad(e))?;
+            if !shutdown_posts.contains(&call) {
+                shutdown_posts.push(call);
+            }
+        }
+
         let until_files = src.paths("until-file", &cli.until_file)?;
         let until_markers = src.paths("until-marker", &cli.until_marker)?;
         let sidecar = src.flag("sidecar", cli.sidecar)?
@@ -495,6 +523,12 @@ impl Config {
             stop_signal: src.signal("stop-signal", &cli.stop_signal)?,
             sidecar,
             install_to: src.path("install-to", &cli.install_to)?,
+            shutdown_posts,
+            shutdown_timeout: src.positive_duration(
+                "shutdown-timeout",
+                &cli.shutdown_timeout,
+                shutdown::DEFAULT_TIMEOUT,
+            )?,
             log_to: src.path("log-to", &cli.log_to)?,
             log_size,
             show_logs: src.paths("show-logs", &cli.show_logs)?,

@@ -17,6 +17,7 @@ mod redis;
 mod tcp;
 mod tls;
 mod unix;
+mod wire;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -402,3 +403,9 @@ pub fn count(n: u32, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+// What the shutdown calls (after/shutdown.rs) share with the probes: the connect that tells a
+// refused port apart, and the Basic credentials' encoding.
+pub(crate) use http::base64;
+pub(crate) use target::percent_decode;
+pub(crate) use tcp::open as tcp_open;
