@@ -59,7 +59,7 @@ fn reason(e: &std::io::Error, host: &str) -> String {
             // made by `openssl req -x509` (CA:TRUE) presented by the server itself, i.e. a
             // self-signed one.
             CertificateError::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
-                "TLS: certificate not trusted (self-signed; give ca= or insecure)".to_owned()
+                "TLS: certificate not trusted (give ca= or insecure)".to_owned()
             }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!("TLS: certificate not valid for {host} (give insecure, or a URL with a name it holds)")
