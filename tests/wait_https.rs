@@ -251,6 +251,11 @@ fn status_sets() {
         "HTTP 503 Service Unavailable (expected 200-299,401)",
     );
     not_ready(http("/auth"), "HTTP 401");
+    // The wrong scheme either way is named.
+    not_ready(
+        format!("https://127.0.0.1:{}/health#insecure", n.plain),
+        "TLS: the server does not speak TLS",
+    );
     // Over TLS the same.
     not_ready(
         format!("https://localhost:{}/down#insecure", n.signed),

@@ -72,6 +72,10 @@ fn reason(e: &std::io::Error, host: &str) -> String {
             }
             other => format!("TLS: bad certificate ({other:?}; give ca= or insecure)"),
         },
+        // What a plain HTTP server's answer looks like to a TLS client.
+        rustls::Error::InvalidMessage(_) => {
+            format!("TLS: the server does not speak TLS ({tls}; is it http://?)")
+        }
         other => format!("TLS: {other}"),
     }
 }
