@@ -6,11 +6,12 @@
 //!
 //! A row is run again (up to three times in all) while other work used more than PCT% (default
 //! 25) of the machine's CPU time during it; the quietest attempt is kept.
-//! Also the sigwait child of row 4 (podvisor-bench sigwait) and the floor loop of row 9
+//! Also the sigwait child of row 4 (podvisor-bench sigwait) and the floor loop of row 10
 //! (podvisor-bench floor postgres|redis|mysql PORT STAMP).
 
 mod ctx;
 mod idle;
+mod logcopy;
 mod overhead;
 mod proc;
 mod protocol;
@@ -256,7 +257,7 @@ fn main() -> ExitCode {
     let started = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let load_start = loadavg();
     let t0 = proc::now_ns();
-    let rows: [(u8, &str, Row); 10] = [
+    let rows: [(u8, &str, Row); 11] = [
         (1, "overhead and peak RSS", overhead::run),
         (2, "TCP readiness", ready::tcp),
         (3, "file readiness", ready::file),
@@ -266,7 +267,8 @@ fn main() -> ExitCode {
         (6, "50 targets", ready::scale),
         (7, "sidecar stop", sidecar::run),
         (8, "binary size", size::run),
-        (9, "protocol readiness", protocol::run),
+        (9, "log copy", logcopy::run),
+        (10, "protocol readiness", protocol::run),
     ];
     let mut sections = Vec::new();
     let mut failed = false;
