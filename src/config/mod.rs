@@ -66,7 +66,7 @@ pub struct Config {
     /// Copy the executable here and exit.
     pub install_to: Option<PathBuf>,
     /// URLs to POST to when podvisor ends (`--shutdown-post` and the `--proxy` presets).
-    pub shutdown_posts: Vec<hyper::Uri>,
+    pub shutdown_posts: Vec<target::Http>,
     /// Bound on all the shutdown calls together.
     pub shutdown_timeout: Duration,
     /// Warnings found while reading the environment, logged once logging is up.
