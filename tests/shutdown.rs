@@ -610,17 +610,22 @@ fn the_env_list_and_the_timeout_variable() {
     let (a, url_a) = staying_proxy();
     let (b, url_b) = staying_proxy();
     let run = TestCommand::new()
-        .env("PODVISOR_SHUTDOWN_POST", format!(" {url_a} , {url_b} "))
+        // A comma in a URL's query stays in it: the list splits only before `SCHEME://`.
+        .env(
+            "PODVISOR_SHUTDOWN_POST",
+            format!(" {url_a}?a=1,2 , {url_b} "),
+        )
         .env("PODVISOR_SHUTDOWN_TIMEOUT", "2s")
         .args(["--", "true"])
         .run();
     let (a, b) = (a.stop(), b.stop());
     run.assert_code(0);
     assert_eq!(
-        requests(&a, "POST /quitquitquit").len(),
+        requests(&a, "POST /quitquitquit?a=1,2 200").len(),
         1,
-        "{}",
-        run.explain()
+        "{}\n{}",
+        run.explain(),
+        a.explain()
     );
     assert_eq!(
         requests(&b, "POST /quitquitquit").len(),

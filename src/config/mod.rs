@@ -171,9 +171,10 @@ impl Sources<'_> {
         let Some(raw) = self.env_value(long) else {
             return Vec::new();
         };
-        if long == "wait" {
-            // A target's own options may hold commas (`#status=200-299,401`): PODVISOR_WAIT
-            // splits only before the next `SCHEME://`.
+        if long == "wait" || long == "shutdown-post" {
+            // A target's own options may hold commas (`#status=200-299,401`), a URL's query
+            // too: PODVISOR_WAIT and PODVISOR_SHUTDOWN_POST split only before the next
+            // `SCHEME://`.
             return match raw.value.to_str() {
                 Some(text) => target::split_list(text)
                     .into_iter()
