@@ -109,9 +109,11 @@ impl Marker {
     /// turn straight into "running", never a lock-less moment that reads as "owner died".
     pub fn acquire(path: &Path) -> Result<Self, String> {
         let dir = folder(path);
-        create_folders(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        create_folders(&dir)
+            .map_err(|e| format!("creating {}: {e} ({})", dir.display(), who_can_write(&dir)))?;
         let lock_path = lock_path(path);
-        let lock = match locked_temp(&dir, path)? {
+        let temp = locked_temp(&dir, path).map_err(|e| format!("{e} ({})", who_can_write(&dir)))?;
+        let lock = match temp {
             Some((tmp, file)) => {
                 // Renamed into place already locked: nobody can see a fresh, unlocked lock file.
                 fs::rename(&tmp, &lock_path).map_err(|e| {
@@ -153,7 +155,7 @@ impl Marker {
 }
 
 /// The folder PATH lives in (`.` for a bare name).
-fn folder(path: &Path) -> PathBuf {
+pub fn folder(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -161,7 +163,9 @@ fn folder(path: &Path) -> PathBuf {
 }
 
 /// Creates every missing folder above PATH with mode 1777; existing ones are left as they are.
-fn create_folders(dir: &Path) -> io::Result<()> {
+/// The sidecar side (`--until-marker`) does it too, before it waits: a step running as another
+/// UID can then write its marker on a root-owned volume (podman's emptyDir is root:root 0755).
+pub fn create_folders(dir: &Path) -> io::Result<()> {
     let missing: Vec<&Path> = dir
         .ancestors()
         .take_while(|d| !d.as_os_str().is_empty() && fs::symlink_metadata(d).is_err())
@@ -176,6 +180,30 @@ fn create_folders(dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Why a folder may not be writable, for an error line: the nearest existing folder at or above
+/// `dir` with its owner and mode, and who podvisor runs as:
+/// `/workspace is owned by 0:0 with mode 0755; podvisor runs as uid 65534, gid 65534`.
+pub fn who_can_write(dir: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: plain getters.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let me = format!("podvisor runs as uid {uid}, gid {gid}");
+    let found = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .find_map(|d| fs::metadata(d).ok().map(|m| (d, m)));
+    match found {
+        Some((d, m)) => format!(
+            "{} is owned by {}:{} with mode {:04o}; {me}",
+            d.display(),
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777
+        ),
+        None => me,
+    }
 }
 
 /// A fresh file next to `path`, named so that no other writer (another container's PID 1

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod duration;
 pub mod proxy;
+pub mod size;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -28,6 +29,22 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// When `--show-logs` prints the sidecars' logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShowWhen {
+    /// When the step failed (wait, start, non-zero exit, signal, podvisor's own error).
+    Failure,
+    /// On every way out.
+    Always,
+}
+
+/// The default bound of the `--log-to` copy.
+pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
+/// The smallest `--log-size`: each of the two files holds half, and a line should fit.
+pub const MIN_LOG_SIZE: u64 = 1 << 10;
+/// The default of `--show-lines`.
+pub const DEFAULT_SHOW_LINES: usize = 50;
 
 /// Everything podvisor needs to run, already validated.
 #[derive(Debug, Clone)]
@@ -69,6 +86,18 @@ pub struct Config {
     pub shutdown_posts: Vec<target::Http>,
     /// Bound on all the shutdown calls together.
     pub shutdown_timeout: Duration,
+    /// Where the copy of COMMAND's output (and podvisor's own lines) goes.
+    pub log_to: Option<PathBuf>,
+    /// Bound of that copy, both files together, in bytes.
+    pub log_size: u64,
+    /// Sidecar logs (files or folders of `*.log`) to print when the step fails.
+    pub show_logs: Vec<PathBuf>,
+    /// Lines printed of each.
+    pub show_lines: usize,
+    /// When they are printed.
+    pub show_logs_when: ShowWhen,
+    /// Where the one-line reason of a failure goes (else /dev/termination-log if writable).
+    pub termination_log: Option<PathBuf>,
     /// Warnings found while reading the environment, logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -316,6 +345,15 @@ impl Config {
         for raw in src.many("wait-cmd", &cli.wait_cmd) {
             waits.push(Target::Cmd(raw.text()?.to_owned()));
         }
+        for raw in src.many("wait-log", &cli.wait_log) {
+            // The shorthand of `--wait log://PATH#...`, parsed the same way.
+            let text = raw.text()?;
+            let url = match text.strip_prefix("log://") {
+                Some(_) => text.to_owned(),
+                None => format!("log://{text}"),
+            };
+            waits.push(target::parse(&url).map_err(|e| raw.bad_target(e))?);
+        }
 
         let interval =
             src.positive_duration("interval", &cli.interval, Duration::from_millis(100))?;
@@ -433,6 +471,32 @@ impl Config {
             || !until_files.is_empty()
             || !until_markers.is_empty();
 
+        let log_size = match src.one("log-size", &cli.log_size) {
+            None => DEFAULT_LOG_SIZE,
+            Some(raw) => {
+                let n = size::parse(raw.text()?).map_err(|e| raw.bad(e))?;
+                if n < MIN_LOG_SIZE {
+                    return Err(raw.bad(format!("must be at least {}", size::show(MIN_LOG_SIZE))));
+                }
+                n
+            }
+        };
+        let show_lines = match src.one("show-lines", &cli.show_lines) {
+            None => DEFAULT_SHOW_LINES,
+            Some(raw) => raw
+                .word()?
+                .parse::<usize>()
+                .map_err(|_| raw.bad("expected a whole number of lines (0 or more)"))?,
+        };
+        let show_logs_when = match src.one("show-logs-when", &cli.show_logs_when) {
+            None => ShowWhen::Failure,
+            Some(raw) => match raw.word()?.to_ascii_lowercase().as_str() {
+                "failure" => ShowWhen::Failure,
+                "always" => ShowWhen::Always,
+                _ => return Err(raw.bad("expected failure or always")),
+            },
+        };
+
         Ok(Config {
             waits,
             policy: Policy {
@@ -466,6 +530,12 @@ impl Config {
                 &cli.shutdown_timeout,
                 shutdown::DEFAULT_TIMEOUT,
             )?,
+            log_to: src.path("log-to", &cli.log_to)?,
+            log_size,
+            show_logs: src.paths("show-logs", &cli.show_logs)?,
+            show_lines,
+            show_logs_when,
+            termination_log: src.path("termination-log", &cli.termination_log)?,
             warnings,
         })
     }
@@ -488,6 +558,18 @@ pub fn requested_log_format() -> LogFormat {
         Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
         _ => LogFormat::Text,
     }
+}
+
+/// The termination log asked for, read leniently: for reporting a configuration error itself.
+pub fn requested_termination_log() -> Option<PathBuf> {
+    let flag = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches()
+        .ok()
+        .and_then(|m| m.get_one::<OsString>("termination_log").cloned());
+    flag.or_else(|| std::env::var_os(cli::env_name("termination-log")))
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+        .map(PathBuf::from)
 }
 
 impl Cli {
