@@ -6,7 +6,8 @@
 //! 2. `run/signals`: every signal but KILL and STOP is blocked before any thread or child exists and read
 //!    from a signalfd by one pump task; SIGCHLD makes `run/reaper` (the only waitpid caller)
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
-//! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
+//! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else (if
+//!    its folder is not writable yet, tried again after the wait phase and at the end).
 //! 4. `wait/`: every target concurrently under one deadline; `target` parses the `--wait URL`
 //!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); the protocol
 //!    probes (postgres, redis, mysql) are pure decisions on the server's first bytes around one

@@ -112,6 +112,18 @@ impl Step {
     }
 }
 
+/// `podvisor --marker MARKER [--wait-file WAIT] -- sh -c SCRIPT` as UID 65534.
+fn marker_step(marker: &Path, wait_file: Option<&Path>, script: &str) -> Step {
+    let marker = marker.to_string_lossy();
+    let mut args = vec!["--marker", &marker];
+    let wait = wait_file.map(|w| w.to_string_lossy().into_owned());
+    if let Some(w) = &wait {
+        args.extend(["--wait-file", w]);
+    }
+    args.extend(["--", "sh", "-c", script]);
+    Step::start(&args)
+}
+
 /// What `--until-marker` does for the step: the marker's folder, made as root with mode 1777.
 fn make_folder_as_the_sidecar_would(folder: &Path) {
     fs::create_dir(folder).unwrap();
@@ -154,16 +166,7 @@ fn the_marker_is_prepared_after_the_wait_phase_once_its_folder_is_writable() {
         "if flock -n '{}' true; then exit 7; else exit 0; fi",
         lock.display()
     );
-    let mut step = Step::start(&[
-        "--marker",
-        &marker.to_string_lossy(),
-        "--wait-file",
-        &ready.to_string_lossy(),
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let mut step = marker_step(&marker, Some(&ready), &script);
     step.wait_for("cannot prepare the marker");
     assert!(!folder.exists(), "{}", step.explain());
     make_folder_as_the_sidecar_would(&folder);
@@ -211,14 +214,7 @@ fn a_folder_writable_only_during_the_step_still_gets_the_final_marker() {
         "until [ -e '{}' ]; do sleep 0.02; done; exit 3",
         go.display()
     );
-    let mut step = Step::start(&[
-        "--marker",
-        &marker.to_string_lossy(),
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let mut step = marker_step(&marker, None, &script);
     step.wait_for("cannot prepare the marker");
     make_folder_as_the_sidecar_would(&folder);
     fs::write(&go, "").unwrap();
@@ -243,16 +239,7 @@ fn a_folder_never_writable_is_one_error_line_per_try() {
     let marker = dir.path().join("podvisor/step.json");
     let ready = dir.path().join("ready");
     fs::write(&ready, "").unwrap();
-    let mut step = Step::start(&[
-        "--marker",
-        &marker.to_string_lossy(),
-        "--wait-file",
-        &ready.to_string_lossy(),
-        "--",
-        "sh",
-        "-c",
-        "exit 5",
-    ]);
+    let mut step = marker_step(&marker, Some(&ready), "exit 5");
     let code = step.finish();
     assert_eq!(code, 5, "the step's status is kept\n{}", step.explain());
     let errors = step.errors();
