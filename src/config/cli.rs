@@ -25,7 +25,7 @@ pub struct Cli {
     /// Wait until URL is ready: tcp://, http://, https://, unix://, file://, postgres://, redis://, mysql://, log://; options after # (https://es:9200/#status=200-299,401&insecure); repeatable.
     #[arg(long, value_name = "URL", action = ArgAction::Append)]
     pub wait: Vec<OsString>,
-    /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6); repeatable.
+    /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6; HOST:PORT#hold=DURATION as for --wait); repeatable.
     #[arg(long, value_name = "HOST:PORT", action = ArgAction::Append)]
     pub wait_tcp: Vec<OsString>,
     /// Wait until PATH exists (inotify on the nearest existing folder, polling fallback); repeatable.
