@@ -58,7 +58,13 @@ fn versus(sections: &[Section], row: &str, key: &str, ours: &str, peer: &str) ->
 }
 
 /// A budget on a rate relative to another line of the same run: ours >= `min` × theirs.
-fn share(sections: &[Section], row: &str, key: &str, (ours, base): (&str, &str), min: f64) -> Verdict {
+fn share(
+    sections: &[Section],
+    row: &str,
+    key: &str,
+    (ours, base): (&str, &str),
+    min: f64,
+) -> Verdict {
     let a = line(sections, key, ours).and_then(|(s, l)| Some((s.unit, l.median()?)));
     let b = line(sections, key, base).and_then(|(_, l)| l.median());
     Verdict {

@@ -31,7 +31,7 @@ const SYSTEM_CA_FILES: &[&str] = &[
 ];
 
 /// The TLS session over `stream`, the certificate verified as the target says.
-pub(super) async fn connect(
+pub(crate) async fn connect(
     stream: Box<dyn Io>,
     host: &str,
     h: &Http,
