@@ -162,6 +162,36 @@ fn a_server_in_recovery_answers_57p03_and_is_not_ready_until_promoted() {
 }
 
 #[test]
+fn a_server_finishing_recovery_by_itself_is_ready_once_it_accepts_connections() {
+    let pg = Postgres::start(PgMode::ArchiveRecovery);
+    let target = url(pg.port, "", "");
+    let run = TestCommand::new()
+        .args([
+            "--timeout",
+            "60s",
+            "--interval",
+            "50ms",
+            "--log-level",
+            "debug",
+        ])
+        .args(["--wait", &target, "--", "echo", "step"])
+        .run();
+    run.assert_code(0)
+        .assert_stdout_has("step")
+        .assert_stderr_has("failed: postgres is starting up (57P03)")
+        .assert_stderr_has(&format!("{target} is ready after "));
+    // Not before the server said so: its log has the end of recovery before podvisor's session.
+    let log = pg.log();
+    let ready = log.find("database system is ready to accept connections");
+    let ours = log.find("application_name=podvisor");
+    assert!(
+        ready.is_some() && ours.is_some() && ready < ours,
+        "{log}\n{}",
+        run.explain()
+    );
+}
+
+#[test]
 fn scripted_start_up_answers_then_ready_with_the_exact_bytes_on_the_wire() {
     let starting = pg_error("57P03", "the database system is starting up");
     let server = Scripted::start(
