@@ -143,14 +143,8 @@ fn a_server_in_recovery_answers_57p03_and_is_not_ready_until_promoted() {
     // Waiting through the promotion: the step starts once the server accepts sessions.
     let mut waiting = Background::start(
         TestCommand::new()
-            .args([
-                "--timeout",
-                "60s",
-                "--interval",
-                "50ms",
-                "--log-level",
-                "debug",
-            ])
+            .args(["--timeout", "60s", "--interval", "50ms"])
+            .args(["--log-level", "debug"])
             .args(["--wait", &target, "--", "echo", "step"]),
     );
     waiting.wait_for_line("postgres is starting up (57P03)", Duration::from_secs(20));
@@ -166,14 +160,8 @@ fn a_server_finishing_recovery_by_itself_is_ready_once_it_accepts_connections() 
     let pg = Postgres::start(PgMode::ArchiveRecovery);
     let target = url(pg.port, "", "");
     let run = TestCommand::new()
-        .args([
-            "--timeout",
-            "60s",
-            "--interval",
-            "50ms",
-            "--log-level",
-            "debug",
-        ])
+        .args(["--timeout", "60s", "--interval", "50ms"])
+        .args(["--log-level", "debug"])
         .args(["--wait", &target, "--", "echo", "step"])
         .run();
     run.assert_code(0)
