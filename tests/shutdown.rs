@@ -555,9 +555,14 @@ fn bad_values_are_one_line_and_125() {
         ),
         (vec!["--proxy", "istio:0"], None, vec!["--proxy", "istio:0"]),
         (
-            vec!["--shutdown-post", "https://localhost:15020/quitquitquit"],
+            vec!["--shutdown-post", "ftp://localhost:15020/quitquitquit"],
             None,
-            vec!["--shutdown-post", "https://", "http://"],
+            vec!["--shutdown-post", "ftp://", "http://"],
+        ),
+        (
+            vec!["--shutdown-post", "http://localhost:15020/q#status=200"],
+            None,
+            vec!["--shutdown-post", "status=", "are for waits"],
         ),
         (
             vec!["--shutdown-post", "localhost:15020"],
@@ -605,17 +610,22 @@ fn the_env_list_and_the_timeout_variable() {
     let (a, url_a) = staying_proxy();
     let (b, url_b) = staying_proxy();
     let run = TestCommand::new()
-        .env("PODVISOR_SHUTDOWN_POST", format!(" {url_a} , {url_b} "))
+        // A comma in a URL's query stays in it: the list splits only before `SCHEME://`.
+        .env(
+            "PODVISOR_SHUTDOWN_POST",
+            format!(" {url_a}?a=1,2 , {url_b} "),
+        )
         .env("PODVISOR_SHUTDOWN_TIMEOUT", "2s")
         .args(["--", "true"])
         .run();
     let (a, b) = (a.stop(), b.stop());
     run.assert_code(0);
     assert_eq!(
-        requests(&a, "POST /quitquitquit").len(),
+        requests(&a, "POST /quitquitquit?a=1,2 200").len(),
         1,
-        "{}",
-        run.explain()
+        "{}\n{}",
+        run.explain(),
+        a.explain()
     );
     assert_eq!(
         requests(&b, "POST /quitquitquit").len(),
@@ -697,4 +707,75 @@ fn pod_completes_when_the_step_is_stopped_during_the_wait() {
         proxy.explain()
     );
     pod.assert_nothing_left(&[&proxy, &step]);
+}
+
+/// `https://` shutdown calls use the waits' TLS (rustls): a TLS terminator (socat, a
+/// self-signed certificate for localhost) in front of a fake proxy. Trusted through `ca=`,
+/// refused without it (the call's error says why), accepted with `insecure`.
+#[test]
+fn https_calls_verify_the_certificate_as_the_waits_do() {
+    let dir = TempDir::new("shutdown-tls");
+    let openssl = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-keyout", "self.key", "-out", "self.pem"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run openssl (.ci/install installs it)");
+    assert!(openssl.status.success(), "{openssl:?}");
+    let (proxy, plain) = staying_proxy();
+    let port = plain
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let tls_port = free_port();
+    let pem = dir.path().join("self.pem").display().to_string();
+    let key = dir.path().join("self.key").display().to_string();
+    let mut socat = std::process::Command::new("socat")
+        .arg(format!(
+            "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={pem},key={key},verify=0"
+        ))
+        .arg(format!("TCP:127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run socat (.ci/install installs it)");
+    support::poll_until(LONG, "socat to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).ok()
+    });
+    let url = format!("https://localhost:{tls_port}/quitquitquit");
+    let marker = dir.path().join("m.json");
+    let run = TestCommand::new()
+        .args(["--shutdown-post", &format!("{url}#ca={pem}")])
+        .args(["--shutdown-post", &url])
+        .args(["--shutdown-post", &format!("{url}#insecure")])
+        .arg("--marker")
+        .arg(&marker)
+        .args(["--", "true"])
+        .run();
+    let proxy = proxy.stop();
+    let _ = socat.kill();
+    let _ = socat.wait();
+    run.assert_code(0);
+    let m = read_marker(&marker);
+    let story = format!("{m}\n{}\n{}", run.explain(), proxy.explain());
+    let calls = &m["shutdown"];
+    assert_eq!(calls[0]["url"], format!("{url}#ca={pem}"), "{story}");
+    assert_eq!(calls[0]["status"], 200, "{story}");
+    assert!(
+        calls[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate not trusted")),
+        "{story}"
+    );
+    assert_eq!(calls[2]["status"], 200, "{story}");
+    assert_eq!(
+        requests(&proxy, "POST /quitquitquit 200").len(),
+        2,
+        "{story}"
+    );
 }

@@ -226,7 +226,10 @@ fn a_certificate_is_trusted_through_ca_refused_without_it_and_accepted_with_inse
 fn a_self_signed_certificate_is_trusted_when_given_as_ca() {
     let n = Nginx::start();
     let url = format!("https://localhost:{}/health", n.self_signed);
-    not_ready(url.clone(), "TLS: certificate not trusted");
+    not_ready(
+        url.clone(),
+        "TLS: certificate not trusted (give ca= or insecure)",
+    );
     let cert = n.certs.self_signed.0.display();
     ready(format!("{url}#ca={cert}"));
     ready(format!(
@@ -248,6 +251,11 @@ fn status_sets() {
         "HTTP 503 Service Unavailable (expected 200-299,401)",
     );
     not_ready(http("/auth"), "HTTP 401");
+    // The wrong scheme either way is named.
+    not_ready(
+        format!("https://127.0.0.1:{}/health#insecure", n.plain),
+        "TLS: the server does not speak TLS",
+    );
     // Over TLS the same.
     not_ready(
         format!("https://localhost:{}/down#insecure", n.signed),

@@ -219,8 +219,9 @@ pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
         "static binary",
         ("size", "podvisor (static, musl, stripped)"),
         Stat::Median,
-        2048.0,
-        "<= 2 MiB stripped",
+        // Issue 11 raised it from 2 MiB, for TLS (rustls and ring, ~0.9 MiB).
+        2560.0,
+        "<= 2.5 MiB stripped",
     ));
     v
 }

@@ -138,10 +138,12 @@ fn serve(stream: TcpStream, port: u16, spec: &Spec, out: &Mutex<std::io::Stdout>
     }
     let mut body = vec![0; length.unwrap_or(0)];
     let _ = reader.read_exact(&mut body);
+    // Routed by path alone, as servers do: the query is the request's own business.
+    let route_path = path.split('?').next().unwrap_or_default();
     let is = |route: &Option<(u16, String)>, m: &str| {
         route
             .as_ref()
-            .is_some_and(|(p, want)| *p == port && *want == path)
+            .is_some_and(|(p, want)| *p == port && want == route_path)
             && method == m
     };
     let (code, exit) = if is(&spec.ready, "GET") {
