@@ -45,11 +45,20 @@ impl Reaper {
 
     /// Spawns `cmd` and registers its pid; the receiver yields how it ended.
     pub fn spawn(&self, cmd: &mut Command) -> io::Result<(Pid, oneshot::Receiver<ChildEnd>)> {
-        let child = cmd.spawn()?;
-        let pid = child.id() as i32;
-        // Dropping std's Child neither waits nor kills: the status is ours to collect. Its pipes,
-        // if any, are the caller's (set up as fds it keeps), never std's.
-        drop(child);
+        self.spawn_with(|| {
+            let child = cmd.spawn()?;
+            // Dropping std's Child neither waits nor kills: the status is ours to collect. Its
+            // pipes, if any, are the caller's (set up as fds it keeps), never std's.
+            Ok(child.id() as i32)
+        })
+    }
+
+    /// Like [`Reaper::spawn`], for a child started by `start`, which returns its pid.
+    pub fn spawn_with(
+        &self,
+        start: impl FnOnce() -> io::Result<i32>,
+    ) -> io::Result<(Pid, oneshot::Receiver<ChildEnd>)> {
+        let pid = start()?;
         let (tx, rx) = oneshot::channel();
         self.lock().insert(pid, tx);
         Ok((Pid::from_raw(pid), rx))

@@ -18,6 +18,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::fdio::{self, Owned};
+use crate::run::dispositions;
 use crate::run::reaper::Reaper;
 
 /// The first real-time signal as podvisor names and forwards it: 34, glibc's SIGRTMIN and what
@@ -110,22 +111,9 @@ pub fn raw_sigset(signals: impl IntoIterator<Item = i32>) -> libc::sigset_t {
 }
 
 /// Puts `signo` back to SIG_DFL with the raw syscall: the libc wrappers refuse their reserved
-/// signals (glibc 32-33, musl 32-34). Async-signal-safe.
+/// signals (glibc 32-33, musl 32-34). See `dispositions`, which keeps the record.
 pub fn set_default(signo: i32) {
-    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask, whatever the
-    // architecture's field order.
-    let default = [0u64; 4];
-    // SAFETY: rt_sigaction with a valid, fully initialised struct and no old-action pointer;
-    // failures (KILL, STOP, out of range) change nothing.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            signo,
-            default.as_ptr(),
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
-    }
+    dispositions::set_default(signo);
 }
 
 /// Blocks every signal podvisor always handles (all but the `--rewrite-signal` sources) in the
@@ -162,8 +150,12 @@ pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
 fn reset_and_block(handled: &[i32]) -> io::Result<()> {
     for &s in handled {
         // SIGCHLD too: inherited as SIG_IGN it would make the kernel reap our children itself
-        // (waitpid(2): ECHILD), and the step's status would be lost.
-        set_default(s);
+        // (waitpid(2): ECHILD), and the step's status would be lost. Only the ignored ones: at
+        // start every other disposition already is the default (exec drops handlers), and
+        // asking or setting all ~45 cost as many system calls (bench/notes.md).
+        if dispositions::is_ignored(s) {
+            set_default(s);
+        }
     }
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(handled)), None)?;
     Ok(())
