@@ -21,6 +21,7 @@
 pub mod after;
 pub mod config;
 pub mod deadline;
+pub mod environ;
 pub mod fdio;
 pub mod install;
 pub mod logging;

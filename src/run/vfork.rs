@@ -55,7 +55,7 @@ pub fn spawn(program: &Path, argv: &[OsString], group: bool, ignored: u64) -> io
     let mut args = Args {
         path,
         argv: pointers,
-        envp: environ(),
+        envp: crate::environ::raw(),
         group,
         ignored,
         error: 0,
@@ -127,13 +127,4 @@ fn errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EINVAL)
-}
-
-/// The process's environment as exec takes it: the step inherits podvisor's.
-fn environ() -> *const *const libc::c_char {
-    extern "C" {
-        static environ: *const *const libc::c_char;
-    }
-    // SAFETY: reading the libc global; podvisor never changes its own environment.
-    unsafe { environ }
 }
