@@ -6,7 +6,7 @@
 //! | COMMAND killed by signal N       | 128+N                |
 //! | sidecar stopped on request       | 0                    |
 //! | no COMMAND, waits/until done     | 0                    |
-//! | wait phase failed (strict)       | 124                  |
+//! | wait failed (strict, or no COMMAND) | 124               |
 //! | podvisor's own/config error      | 125                  |
 //! | COMMAND found, not executable    | 126                  |
 //! | COMMAND not found                | 127                  |

@@ -52,7 +52,7 @@ pub struct Cli {
     /// Bound on one attempt, never beyond the overall deadline [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub attempt_timeout: Option<OsString>,
-    /// On wait failure: warn, then run COMMAND anyway.
+    /// On wait failure: warn, then run COMMAND anyway (with no COMMAND the wait still fails: 124).
     #[arg(long)]
     pub no_strict: bool,
     /// Run `/bin/sh -c STRING` as the command.
@@ -70,7 +70,7 @@ pub struct Cli {
     /// Signal only the direct child, and leave it in podvisor's process group.
     #[arg(long)]
     pub no_group: bool,
-    /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT); repeatable.
+    /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT; TO 0 drops FROM); repeatable.
     #[arg(long, value_name = "FROM:TO", action = ArgAction::Append)]
     pub rewrite_signal: Vec<OsString>,
     /// After a terminating signal is forwarded, SIGKILL the group when this runs out [default: 10s].
@@ -85,10 +85,10 @@ pub struct Cli {
     /// Stop COMMAND (and exit 0) once every listed command container is finished; repeatable; implies --sidecar.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub until_marker: Vec<OsString>,
-    /// Signal that stops COMMAND in the sidecar role [default: TERM].
+    /// Signal that stops COMMAND in the sidecar role [default: the signal that arrived; TERM when an until-condition stops it].
     #[arg(long, value_name = "SIG")]
     pub stop_signal: Option<OsString>,
-    /// Sidecar role: SIGTERM becomes --stop-signal, and the stopped child's death counts as success.
+    /// Sidecar role: the first TERM, INT, QUIT or HUP is the stop request (sent on as --stop-signal when set), and the stopped child's death counts as success.
     #[arg(long)]
     pub sidecar: bool,
     /// Copy this executable into DIR (atomically, mode 0755) and exit.

@@ -11,8 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::libc;
-
 use clap::{CommandFactory, Parser};
 
 use crate::run::signals;
@@ -56,8 +54,9 @@ pub struct Config {
     pub until_files: Vec<PathBuf>,
     /// Command containers' markers that must all be finished before the sidecar stops.
     pub until_markers: Vec<PathBuf>,
-    /// The signal that stops the child in the sidecar role.
-    pub stop_signal: i32,
+    /// `--stop-signal` when set: what stops the child in the sidecar role. Unset, a stop request
+    /// passes on the signal that arrived, and the until-condition stops with SIGTERM.
+    pub stop_signal: Option<i32>,
     /// Sidecar role (also implied by any until-condition).
     pub sidecar: bool,
     /// Copy the executable here and exit.
@@ -206,16 +205,10 @@ impl Sources<'_> {
         self.one(long, flag).map(|raw| raw.path()).transpose()
     }
 
-    fn signal(
-        &self,
-        long: &str,
-        flag: &Option<OsString>,
-        default: i32,
-    ) -> Result<i32, ConfigError> {
-        match self.one(long, flag) {
-            None => Ok(default),
-            Some(raw) => signals::parse(raw.word()?).map_err(|e| raw.bad(e)),
-        }
+    fn signal(&self, long: &str, flag: &Option<OsString>) -> Result<Option<i32>, ConfigError> {
+        self.one(long, flag)
+            .map(|raw| signals::parse(raw.word()?).map_err(|e| raw.bad(e)))
+            .transpose()
     }
 }
 
@@ -345,7 +338,11 @@ impl Config {
                 .split_once(':')
                 .ok_or_else(|| raw.bad("expected FROM:TO, e.g. TERM:QUIT"))?;
             let from = signals::parse(from).map_err(|e| raw.bad(format!("{from}: {e}")))?;
-            let to = signals::parse(to).map_err(|e| raw.bad(format!("{to}: {e}")))?;
+            // TO 0 drops FROM, as dumb-init's `-r SIG:0`.
+            let to = match to.trim() {
+                "0" => 0,
+                to => signals::parse(to).map_err(|e| raw.bad(format!("{to}: {e}")))?,
+            };
             rewrites.push((from, to));
         }
 
@@ -378,19 +375,11 @@ impl Config {
             marker: src.path("marker", &cli.marker)?,
             until_files,
             until_markers,
-            stop_signal: src.signal("stop-signal", &cli.stop_signal, libc::SIGTERM)?,
+            stop_signal: src.signal("stop-signal", &cli.stop_signal)?,
             sidecar,
             install_to: src.path("install-to", &cli.install_to)?,
             warnings,
         })
-    }
-
-    /// The signal to forward in place of `signo`.
-    pub fn rewrite(&self, signo: i32) -> i32 {
-        self.rewrites
-            .iter()
-            .find(|(from, _)| *from == signo)
-            .map_or(signo, |&(_, to)| to)
     }
 }
 
@@ -546,7 +535,7 @@ mod tests {
         assert_eq!(c.policy.retries, None);
         assert_eq!(c.policy.attempt_timeout, Duration::from_secs(5));
         assert_eq!(c.grace_period, Duration::from_secs(10));
-        assert_eq!(c.stop_signal, libc::SIGTERM);
+        assert_eq!(c.stop_signal, None);
         assert!(c.strict && c.group && !c.sidecar);
     }
 
