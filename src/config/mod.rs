@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod duration;
+pub mod proxy;
+pub mod size;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::after::shutdown;
 use crate::run::signals;
 use crate::wait::policy::Policy;
 use crate::wait::target::{self, Target};
@@ -26,6 +29,22 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// When `--show-logs` prints the sidecars' logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShowWhen {
+    /// When the step failed (wait, start, non-zero exit, signal, podvisor's own error).
+    Failure,
+    /// On every way out.
+    Always,
+}
+
+/// The default bound of the `--log-to` copy.
+pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
+/// The smallest `--log-size`: each of the two files holds half, and a line should fit.
+pub const MIN_LOG_SIZE: u64 = 1 << 10;
+/// The default of `--show-lines`.
+pub const DEFAULT_SHOW_LINES: usize = 50;
 
 /// Everything podvisor needs to run, already validated.
 #[derive(Debug, Clone)]
@@ -46,6 +65,8 @@ pub struct Config {
     pub group: bool,
     /// Signal rewrites applied before forwarding, as (from, to).
     pub rewrites: Vec<(i32, i32)>,
+    /// `--map-exit FROM:TO`: exit TO when COMMAND's would-be exit code is FROM; first match wins.
+    pub map_exit: Vec<(u8, u8)>,
     /// Time between a terminating signal and SIGKILL.
     pub grace_period: Duration,
     /// Where to write the step's marker.
@@ -61,6 +82,22 @@ pub struct Config {
     pub sidecar: bool,
     /// Copy the executable here and exit.
     pub install_to: Option<PathBuf>,
+    /// URLs to POST to when podvisor ends (`--shutdown-post` and the `--proxy` presets).
+    pub shutdown_posts: Vec<hyper::Uri>,
+    /// Bound on all the shutdown calls together.
+    pub shutdown_timeout: Duration,
+    /// Where the copy of COMMAND's output (and podvisor's own lines) goes.
+    pub log_to: Option<PathBuf>,
+    /// Bound of that copy, both files together, in bytes.
+    pub log_size: u64,
+    /// Sidecar logs (files or folders of `*.log`) to print when the step fails.
+    pub show_logs: Vec<PathBuf>,
+    /// Lines printed of each.
+    pub show_lines: usize,
+    /// When they are printed.
+    pub show_logs_when: ShowWhen,
+    /// Where the one-line reason of a failure goes (else /dev/termination-log if writable).
+    pub termination_log: Option<PathBuf>,
     /// Warnings found while reading the environment, logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -100,6 +137,20 @@ impl Raw {
             self.value.to_string_lossy(),
             self.origin
         ))
+    }
+
+    /// A bad URL target: the value is shown with its password as `***`, and a message that
+    /// already names the target (an unknown option) is not given it twice.
+    fn bad_target(&self, why: String) -> ConfigError {
+        let shown = target::redact(&self.value.to_string_lossy());
+        if why.contains(shown.trim()) {
+            ConfigError(format!("invalid value for {}: {why}", self.origin))
+        } else {
+            ConfigError(format!(
+                "invalid value '{shown}' for {}: {why}",
+                self.origin
+            ))
+        }
     }
 
     /// The value as text: only paths and the command may be arbitrary bytes.
@@ -149,6 +200,20 @@ impl Sources<'_> {
         let Some(raw) = self.env_value(long) else {
             return Vec::new();
         };
+        if long == "wait" {
+            // A target's own options may hold commas (`#status=200-299,401`): PODVISOR_WAIT
+            // splits only before the next `SCHEME://`.
+            return match raw.value.to_str() {
+                Some(text) => target::split_list(text)
+                    .into_iter()
+                    .map(|item| Raw {
+                        value: item.into(),
+                        origin: raw.origin.clone(),
+                    })
+                    .collect(),
+                None => vec![raw],
+            };
+        }
         raw.value
             .as_bytes()
             .split(|&b| b == b',')
@@ -263,6 +328,13 @@ impl Config {
         let mut warnings = unknown_variables(all_env);
 
         let mut waits = Vec::new();
+        for raw in src.many("wait", &cli.wait) {
+            let text = raw
+                .value
+                .to_str()
+                .ok_or_else(|| raw.bad_target("not valid UTF-8".into()))?;
+            waits.push(target::parse(text).map_err(|e| raw.bad_target(e))?);
+        }
         for raw in src.many("wait-tcp", &cli.wait_tcp) {
             waits.push(target::parse_host_port(raw.text()?).map_err(|e| raw.bad(e))?);
         }
@@ -275,10 +347,19 @@ impl Config {
             waits.push(Target::Unix(path));
         }
         for raw in src.many("wait-http", &cli.wait_http) {
-            waits.push(target::parse_http(raw.text()?).map_err(|e| raw.bad(e))?);
+            waits.push(target::parse_http(raw.text()?).map_err(|e| raw.bad_target(e))?);
         }
         for raw in src.many("wait-cmd", &cli.wait_cmd) {
             waits.push(Target::Cmd(raw.text()?.to_owned()));
+        }
+        for raw in src.many("wait-log", &cli.wait_log) {
+            // The shorthand of `--wait log://PATH#...`, parsed the same way.
+            let text = raw.text()?;
+            let url = match text.strip_prefix("log://") {
+                Some(_) => text.to_owned(),
+                None => format!("log://{text}"),
+            };
+            waits.push(target::parse(&url).map_err(|e| raw.bad_target(e))?);
         }
 
         let interval =
@@ -290,6 +371,17 @@ impl Config {
             &cli.attempt_timeout,
             Duration::from_secs(5),
         )?;
+        // A hold as long as the attempt could never end ready.
+        for w in &waits {
+            if let Target::Tcp(t) = w {
+                if t.hold.is_some_and(|h| h >= attempt_timeout) {
+                    return Err(ConfigError(format!(
+                        "invalid value for --wait: the hold of {w} must be shorter than --attempt-timeout ({})",
+                        duration::show(attempt_timeout)
+                    )));
+                }
+            }
+        }
         let retries = match src.one("retries", &cli.retries) {
             None => None,
             Some(raw) => Some(
@@ -346,11 +438,71 @@ impl Config {
             rewrites.push((from, to));
         }
 
+        let mut map_exit = Vec::new();
+        for raw in src.many("map-exit", &cli.map_exit) {
+            let code = |text: &str| text.trim().parse::<u8>().ok();
+            let pair = raw
+                .word()?
+                .split_once(':')
+                .and_then(|(from, to)| Some((code(from)?, code(to)?)));
+            map_exit.push(pair.ok_or_else(|| {
+                raw.bad("expected FROM:TO, two exit codes from 0 to 255 (e.g. 143:0)")
+            })?);
+        }
+
+        let mut shutdown_posts = Vec::new();
+        for raw in src.many("shutdown-post", &cli.shutdown_post) {
+            shutdown_posts.push(shutdown::parse_url(raw.text()?).map_err(|e| raw.bad(e))?);
+        }
+        // After the explicit targets and calls, each added once: `--proxy istio` twice, or
+        // beside the same --shutdown-post, is still one wait and one call.
+        for raw in src.many("proxy", &cli.proxy) {
+            // `--proxy "$MESH"` with MESH empty means none, as an empty PODVISOR_PROXY does.
+            if raw.word()?.is_empty() {
+                continue;
+            }
+            let preset = proxy::parse(raw.text()?).map_err(|e| raw.bad(e))?;
+            let ready = target::parse(&preset.ready).map_err(|e| raw.bad(e))?;
+            if !waits.contains(&ready) {
+                waits.push(ready);
+            }
+            let call = shutdown::parse_url(&preset.shutdown).map_err(|e| raw.bad(e))?;
+            if !shutdown_posts.contains(&call) {
+                shutdown_posts.push(call);
+            }
+        }
+
         let until_files = src.paths("until-file", &cli.until_file)?;
         let until_markers = src.paths("until-marker", &cli.until_marker)?;
         let sidecar = src.flag("sidecar", cli.sidecar)?
             || !until_files.is_empty()
             || !until_markers.is_empty();
+
+        let log_size = match src.one("log-size", &cli.log_size) {
+            None => DEFAULT_LOG_SIZE,
+            Some(raw) => {
+                let n = size::parse(raw.text()?).map_err(|e| raw.bad(e))?;
+                if n < MIN_LOG_SIZE {
+                    return Err(raw.bad(format!("must be at least {}", size::show(MIN_LOG_SIZE))));
+                }
+                n
+            }
+        };
+        let show_lines = match src.one("show-lines", &cli.show_lines) {
+            None => DEFAULT_SHOW_LINES,
+            Some(raw) => raw
+                .word()?
+                .parse::<usize>()
+                .map_err(|_| raw.bad("expected a whole number of lines (0 or more)"))?,
+        };
+        let show_logs_when = match src.one("show-logs-when", &cli.show_logs_when) {
+            None => ShowWhen::Failure,
+            Some(raw) => match raw.word()?.to_ascii_lowercase().as_str() {
+                "failure" => ShowWhen::Failure,
+                "always" => ShowWhen::Always,
+                _ => return Err(raw.bad("expected failure or always")),
+            },
+        };
 
         Ok(Config {
             waits,
@@ -367,6 +519,7 @@ impl Config {
             log_level,
             group: !src.flag("no-group", cli.no_group)?,
             rewrites,
+            map_exit,
             grace_period: src.duration(
                 "grace-period",
                 &cli.grace_period,
@@ -378,6 +531,18 @@ impl Config {
             stop_signal: src.signal("stop-signal", &cli.stop_signal)?,
             sidecar,
             install_to: src.path("install-to", &cli.install_to)?,
+            shutdown_posts,
+            shutdown_timeout: src.positive_duration(
+                "shutdown-timeout",
+                &cli.shutdown_timeout,
+                shutdown::DEFAULT_TIMEOUT,
+            )?,
+            log_to: src.path("log-to", &cli.log_to)?,
+            log_size,
+            show_logs: src.paths("show-logs", &cli.show_logs)?,
+            show_lines,
+            show_logs_when,
+            termination_log: src.path("termination-log", &cli.termination_log)?,
             warnings,
         })
     }
@@ -400,6 +565,18 @@ pub fn requested_log_format() -> LogFormat {
         Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
         _ => LogFormat::Text,
     }
+}
+
+/// The termination log asked for, read leniently: for reporting a configuration error itself.
+pub fn requested_termination_log() -> Option<PathBuf> {
+    let flag = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches()
+        .ok()
+        .and_then(|m| m.get_one::<OsString>("termination_log").cloned());
+    flag.or_else(|| std::env::var_os(cli::env_name("termination-log")))
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+        .map(PathBuf::from)
 }
 
 impl Cli {
@@ -482,7 +659,7 @@ fn unknown_variables(all_env: impl Iterator<Item = (OsString, OsString)>) -> Vec
 
 /// Edit distance with adjacent transpositions (TPC -> TCP is one edit); names are short, so
 /// the full table is fine.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for (i, row) in d.iter_mut().enumerate() {
@@ -572,7 +749,7 @@ mod tests {
             e.contains("PODVISOR_NO_STRICT") && e.contains("maybe"),
             "{e}"
         );
-        assert!(build(&["--wait-http", "https://x/"], &[]).is_err());
+        assert!(build(&["--wait-http", "ftp://x/"], &[]).is_err());
         assert!(build(&["--retries", "-1"], &[]).is_err());
         assert!(build(&["--rewrite-signal", "TERM"], &[]).is_err());
         assert!(build(&["--sh", "true", "--", "ls"], &[]).is_err());
@@ -706,6 +883,29 @@ mod tests {
             one_line(text),
             "unexpected argument '--timout' found (a similar argument exists: '--timeout')"
         );
+    }
+
+    #[test]
+    fn map_exit_pairs_and_errors() {
+        let c = build(&["--map-exit", "143:0", "--map-exit", "3:0"], &[]).unwrap();
+        assert_eq!(c.map_exit, [(143, 0), (3, 0)]);
+        let c = build(&[], &[("PODVISOR_MAP_EXIT", "143:0, 1 : 2")]).unwrap();
+        assert_eq!(c.map_exit, [(143, 0), (1, 2)]);
+        for bad in ["143", "256:0", "x:0", "-1:0", "1:2:3", "1:"] {
+            let e = build(&["--map-exit", bad], &[]).unwrap_err().0;
+            assert!(e.contains("--map-exit") && e.contains(bad), "{e}");
+        }
+        let e = build(&[], &[("PODVISOR_MAP_EXIT", "143:0,9")])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("PODVISOR_MAP_EXIT") && e.contains("'9'"), "{e}");
+    }
+
+    #[test]
+    fn rewrite_to_zero_drops() {
+        let c = build(&["--rewrite-signal", "TERM:0"], &[]).unwrap();
+        assert_eq!(c.rewrites, [(15, 0)]);
+        assert!(build(&["--rewrite-signal", "0:TERM"], &[]).is_err());
     }
 
     #[test]

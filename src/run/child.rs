@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use crate::after::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND};
 use crate::run::reaper::Reaper;
 use crate::run::{dispositions, signals, vfork};
+use crate::sidecar::logcopy;
 
 /// Why COMMAND could not start: exit code 126 or 127 and a line naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,20 +182,36 @@ pub fn spawn(reaper: &Reaper, argv: &[OsString], group: bool) -> Result<Child, S
     })?;
     let path = resolve(program)?;
     let foreground = group && in_terminal_foreground();
-    let started = if foreground {
-        reaper.spawn(&mut command(&path, argv, group, foreground))
-    } else {
-        // No terminal to hand over: the cheaper vfork path (bench row 1, see vfork.rs).
-        reaper.spawn_with(|| vfork::spawn(&path, argv, group, dispositions::ignored()))
-    };
-    let (pid, end) = started.map_err(|e| SpawnError {
+    let failed = |e: io::Error| SpawnError {
         code: if e.kind() == io::ErrorKind::NotFound {
             NOT_FOUND
         } else {
             NOT_EXECUTABLE
         },
         reason: format!("{}: {e}", program.to_string_lossy()),
-    })?;
+    };
+    if !foreground && !logcopy::wanted() {
+        // No terminal to hand over, no pipes to set: the cheaper vfork path (row 1, vfork.rs).
+        let (pid, end) = reaper
+            .spawn_with(|| vfork::spawn(&path, argv, group, dispositions::ignored()))
+            .map_err(failed)?;
+        return Ok(Child {
+            pid,
+            group,
+            end,
+            terminal: None,
+        });
+    }
+    let mut cmd = command(&path, argv, group, foreground);
+    // With --log-to, COMMAND's stdout and stderr become pipes that podvisor passes through.
+    let capture = logcopy::capture(&mut cmd);
+    let (pid, end) = reaper.spawn(&mut cmd).map_err(failed)?;
+    // Our copies of the pipes' write ends go with the Command, so that COMMAND's end (and its
+    // descendants') is the pipes' end.
+    drop(cmd);
+    if let Some(capture) = capture {
+        capture.start();
+    }
     let terminal = foreground.then(|| {
         // Also from the parent, as shells do: whichever runs first wins, the other is a no-op.
         let _ = unistd::tcsetpgrp(io::stdin(), pid);

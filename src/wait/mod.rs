@@ -11,9 +11,15 @@ mod cmd;
 mod connect;
 pub(crate) mod file;
 mod http;
+mod log;
+mod mysql;
+mod postgres;
+mod redis;
 mod tcp;
 mod timer;
+mod tls;
 mod unix;
+mod wire;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,6 +32,25 @@ use crate::deadline::sleep_until_opt;
 use crate::run::reaper::Reaper;
 use policy::Policy;
 use target::Target;
+
+/// What one attempt found: every probe answers with this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Ready; the detail (a server's version, say) goes in the ready line, and may be empty.
+    Ready(String),
+    /// Not ready, and why, in the server's terms ("HTTP 503", "connection reset 40 ms after
+    /// connect"): it becomes the "still waiting" line and the marker's `last_error`.
+    NotReady(String),
+}
+
+impl From<Result<(), String>> for Attempt {
+    fn from(r: Result<(), String>) -> Self {
+        match r {
+            Ok(()) => Attempt::Ready(String::new()),
+            Err(e) => Attempt::NotReady(e),
+        }
+    }
+}
 
 /// How one target fared, for log lines and the marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,13 +278,22 @@ async fn run_target(
         Target::File(path) => Some(file::Watcher::new(path)),
         _ => None,
     };
-    let ready = |attempts: u32| {
+    let mut follower = match &target {
+        Target::Log(l) => Some(log::Follower::new(l)),
+        _ => None,
+    };
+    let ready = |attempts: u32, detail: &str| {
         progress
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .ready_after = Some(start.elapsed());
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
         tracing::info!(
-            "{name} is ready after {} ({})",
+            "{name} is ready after {} ({}){detail}",
             show_ms(start.elapsed()),
             count(attempts, "attempt")
         );
@@ -284,20 +318,26 @@ async fn run_target(
                 .min(d.saturating_duration_since(Instant::now())),
             None => policy.attempt_timeout,
         };
-        let result = match timeout(bound, attempt(&target, watcher.as_mut(), &reaper)).await {
+        let result = match timeout(
+            bound,
+            attempt(&target, watcher.as_mut(), follower.as_mut(), &reaper),
+        )
+        .await
+        {
             Ok(r) => r,
-            Err(_) => Err(format!("attempt timed out after {}", show(bound))),
+            Err(_) => Attempt::NotReady(format!("attempt timed out after {}", show(bound))),
         };
         {
             let mut p = progress.lock().unwrap_or_else(PoisonError::into_inner);
             p.attempts = attempts;
             p.running = None;
-            if let Err(e) = &result {
+            if let Attempt::NotReady(e) = &result {
                 p.last_error = Some(e.clone());
             }
         }
-        let Err(e) = result else {
-            return ready(attempts);
+        let e = match result {
+            Attempt::Ready(detail) => return ready(attempts, &detail),
+            Attempt::NotReady(e) => e,
         };
         if !policy.may_retry(attempts) {
             return End::OutOfRetries;
@@ -311,15 +351,19 @@ async fn run_target(
         } else {
             now + delay
         };
-        match watcher.as_mut() {
-            Some(w) => {
-                if w.exists_within(due.saturating_duration_since(Instant::now()))
-                    .await
-                {
-                    return ready(attempts);
+        let until_due = due.saturating_duration_since(Instant::now());
+        match (watcher.as_mut(), follower.as_mut()) {
+            (Some(w), _) => {
+                if w.exists_within(until_due).await {
+                    return ready(attempts, "");
                 }
             }
-            None => {
+            (_, Some(f)) => {
+                if f.ready_within(until_due).await {
+                    return ready(attempts, "");
+                }
+            }
+            _ => {
                 timer
                     .get_or_insert_with(timer::Timer::new)
                     .sleep_until(due)
@@ -329,20 +373,29 @@ async fn run_target(
     }
 }
 
+/// One attempt on any target: the one place that maps a target to its probe.
 async fn attempt(
     target: &Target,
     watcher: Option<&mut file::Watcher>,
+    follower: Option<&mut log::Follower>,
     reaper: &Reaper,
-) -> Result<(), String> {
+) -> Attempt {
     match target {
-        Target::Tcp { host, port } => tcp::probe(host, *port).await,
+        Target::Tcp(t) => tcp::attempt(t).await,
         Target::File(path) => match watcher.map(file::Watcher::check) {
-            Some(true) => Ok(()),
-            _ => Err(format!("{} does not exist", path.display())),
+            Some(true) => Attempt::Ready(String::new()),
+            _ => Attempt::NotReady(format!("{} does not exist", path.display())),
         },
-        Target::Unix(path) => unix::probe(path).await,
-        Target::Http(uri) => http::probe(uri).await,
-        Target::Cmd(script) => cmd::probe(script, reaper).await,
+        Target::Unix(path) => unix::attempt(path).await,
+        Target::Http(h) => http::attempt(h).await,
+        Target::Postgres(db) => postgres::attempt(db).await,
+        Target::Redis(db) => redis::attempt(db).await,
+        Target::Mysql(db) => mysql::attempt(db).await,
+        Target::Log(_) => match follower {
+            Some(f) => f.check().into(),
+            None => Attempt::NotReady("cannot follow the log".into()),
+        },
+        Target::Cmd(script) => cmd::probe(script, reaper).await.into(),
     }
 }
 
@@ -358,3 +411,9 @@ pub fn count(n: u32, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+// What the shutdown calls (after/shutdown.rs) share with the probes: the connect that tells a
+// refused port apart, and the Basic credentials' encoding.
+pub(crate) use http::base64;
+pub(crate) use target::percent_decode;
+pub(crate) use tcp::open as tcp_open;

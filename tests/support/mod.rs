@@ -4,6 +4,9 @@
 // One helper module per area, so that work on one area does not collide with another.
 pub mod docker;
 pub mod pod;
+pub mod podman;
+pub mod proxy;
+pub mod servers;
 pub mod sigs;
 pub mod wait;
 
