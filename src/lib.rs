@@ -52,9 +52,8 @@ use run::{child, supervise};
 use sidecar::{logcopy, until};
 use wait::Report;
 
-/// Runs podvisor to its end. Blocks the `--rewrite-signal` sources (`main` has blocked the
-/// rest with `signals::block_early` first) and builds the runtime, so call it from `main`
-/// before any other thread exists.
+/// Runs podvisor to its end. Builds the runtime, so call it from `main` (after
+/// `signals::block_early`, which every thread inherits) before any other thread exists.
 pub fn run(config: Config) -> Outcome {
     let mut report = Report::default();
     let outcome = run_inner(&config, &mut report);
@@ -107,9 +106,7 @@ fn run_inner(config: &Config, report: &mut Report) -> Outcome {
             Err(e) => Outcome::Error(e),
         };
     }
-    if let Err(e) = signals::block(&config.rewrites) {
-        return failed_early(config, format!("cannot block signals: {e}"));
-    }
+    signals::check_rewrites(&config.rewrites);
     if std::process::id() != 1 {
         // Orphans of the step are reparented to us instead of the host's init, and reaped.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
