@@ -1,7 +1,7 @@
 //! Raw signals become events at this one boundary.
 //!
 //! podvisor installs no signal handlers: every signal it cares about is blocked in all threads
-//! (before the runtime starts, so its threads inherit the mask) and read from a `signalfd`.
+//! (before the runtime starts, so its threads inherit the mask) and read by one pump thread.
 //! Blocked signals are queued even for PID 1, whose default-disposition signals the kernel would
 //! otherwise drop; real-time signals keep their count; and nothing runs in signal context.
 //! The child gets an empty mask and default dispositions back before exec (see `child.rs`).
@@ -84,7 +84,7 @@ pub fn set_default(signo: i32) {
 /// Blocks every signal but KILL and STOP in the calling thread: the first thing `main` does,
 /// before the configuration is parsed, so that no signal sent to podvisor at any moment (a
 /// SIGUSR1 in its first milliseconds, a SIGPWR, a kill -SEGV) is acted on by its default action:
-/// each is queued and read from the signalfd. Blocked signals queue even for PID 1, whose
+/// each is queued and read by the pump. Blocked signals queue even for PID 1, whose
 /// default-disposition signals the kernel would otherwise drop.
 ///
 /// Also puts them back to their default disposition: podvisor may have inherited some as
@@ -269,8 +269,7 @@ impl Rules {
 }
 
 /// The running child as the pump sees it, so that a signal is forwarded right after it is read:
-/// before the event travels the channel to `supervise`, before the pump's next (empty) read of
-/// the signalfd, and before any log line (bench row 4: that path cost more than tini's whole
+/// before the event travels the channel to `supervise` and before any log line (bench row 4: that path cost more than tini's whole
 /// forward). `supervise` sets it when the child starts; it is cleared as soon as the reaper has
 /// collected the child (in the pump too, so no late signal goes to a reused pid) and when
 /// supervision ends. With no child (the wait phase) nothing is sent here.
