@@ -283,7 +283,8 @@ fn native_sidecar_stopped_from_outside_exits_0() {
         explain()
     );
     assert!(
-        docker::logs(&nginx).contains("SIGTERM received, stopping the child with SIGQUIT"),
+        docker::logs(&nginx)
+            .contains("SIGTERM received: stop request, stopping the child with SIGQUIT"),
         "{}",
         explain()
     );

@@ -52,6 +52,10 @@ fn ids(user: &str) -> (u32, u32) {
 /// A folder made once per machine (per target dir): `make` fills a fresh folder, which is then
 /// renamed into place, so that test binaries running at once never see half of it.
 fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
+    // Tests of one binary run on threads of one process: the temp name below is per process,
+    // so they take turns (the first makes it, the others find it).
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     if dir.exists() {
         return dir;
