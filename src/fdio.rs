@@ -1,4 +1,4 @@
-//! Registering owned kernel objects (signalfd, inotify) with tokio's reactor, and keeping one
+//! Registering owned kernel objects (timerfd, inotify) with tokio's reactor, and keeping one
 //! open past exit.
 
 use std::io;

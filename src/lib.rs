@@ -4,7 +4,7 @@
 //!
 //! 1. `config/`: flags (`cli`) merged with `PODVISOR_*` variables into a validated [`Config`].
 //! 2. `run/signals`: every signal but KILL and STOP is blocked before any thread or child exists and read
-//!    from a signalfd by one pump task; SIGCHLD makes `run/reaper` (the only waitpid caller)
+//!    by one pump thread (`sigwaitinfo`); SIGCHLD makes `run/reaper` (the only waitpid caller)
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
 //! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else (if
 //!    its folder is not writable yet, tried again after the wait phase and at the end).
@@ -30,6 +30,7 @@
 pub mod after;
 pub mod config;
 pub mod deadline;
+pub mod environ;
 pub mod fdio;
 pub mod install;
 pub mod logging;
@@ -206,25 +207,32 @@ pub fn failed_early(config: &Config, reason: String) -> Outcome {
 /// Signals and reaping, then the steps; every way out of here is recorded by the marker.
 async fn start(config: &Config, report: &mut Report, marker: &mut marker::Slot) -> Outcome {
     let reaper = Reaper::new();
-    let source = match signals::SignalSource::open() {
-        Ok(s) => s,
-        Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),
-    };
     let forwarder = signals::Forwarder::new(signals::Rules {
         rewrites: config.rewrites.clone(),
         sidecar: config.sidecar,
         stop_signal: config.stop_signal,
         me: std::process::id() as i32,
     });
-    let mut signals = signals::pump(source, reaper.clone(), forwarder.clone());
-    steps(config, &reaper, &mut signals, &forwarder, report, marker).await
+    let (pump, mut signals) = match signals::pump(reaper.clone(), forwarder.clone()) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),
+    };
+    steps(
+        config,
+        &reaper,
+        (&pump, &mut signals),
+        &forwarder,
+        report,
+        marker,
+    )
+    .await
 }
 
 /// wait -> run -> until: the part of the pipeline that the marker records.
 async fn steps(
     config: &Config,
     reaper: &Arc<Reaper>,
-    signals: &mut UnboundedReceiver<Received>,
+    (pump, signals): (&signals::Pump, &mut UnboundedReceiver<Received>),
     forwarder: &signals::Forwarder,
     report: &mut Report,
     marker: &mut marker::Slot,
@@ -236,7 +244,7 @@ async fn steps(
                 *report = done;
                 // Signals that came while the last target turned ready, not read yet, belong
                 // to the wait phase too: they must not reach the child once it starts.
-                if let Some(signo) = queued_during_wait(forwarder.rules(), signals).await {
+                if let Some(signo) = queued_during_wait(forwarder.rules(), pump, signals).await {
                     return cancelled(config, signo);
                 }
             }
@@ -337,18 +345,25 @@ fn cancelled(config: &Config, signo: i32) -> Outcome {
 /// dropped like those read during the wait.
 async fn queued_during_wait(
     rules: &signals::Rules,
+    pump: &signals::Pump,
     signals: &mut UnboundedReceiver<Received>,
 ) -> Option<i32> {
-    // A signal already in the signalfd but not yet read by the pump: tokio runs a yielded task
-    // only after polling its I/O driver, so the pump gets to read it first.
-    tokio::task::yield_now().await;
-    while let Ok(got) = signals.try_recv() {
-        if let Some(signo) = rules.terminating(&got) {
-            return Some(signo);
+    // Signals sent but not yet read by the pump thread (busy, or not scheduled yet) belong to
+    // the wait phase too: the pump reads all of them, then says so.
+    pump.drain();
+    let mut cancel = None;
+    while let Some(got) = signals.recv().await {
+        if got.signo == signals::DRAINED {
+            break;
         }
-        tracing::debug!("{} ignored: no child yet", signals::name(got.signo));
+        match rules.terminating(&got) {
+            Some(signo) => {
+                cancel.get_or_insert(signo);
+            }
+            None => tracing::debug!("{} ignored: no child yet", signals::name(got.signo)),
+        }
     }
-    None
+    cancel
 }
 
 /// The next terminating signal (after `--rewrite-signal`); others are dropped (there is no

@@ -83,7 +83,9 @@ fn pid1_forwards_sigterm_sent_from_outside() {
     let mut s = Supervised::start(cmd, true);
     let echo = s.expect_echo("");
     s.expect("ready");
-    assert_eq!((echo.pid, echo.ppid), (2, 1), "{}", s.explain());
+    // podvisor is 1, the child its child (not necessarily 2: podvisor's signal thread takes a
+    // pid of the namespace too).
+    assert!(echo.ppid == 1 && echo.pid > 1, "{}", s.explain());
     let podvisor = child_of(s.pid());
     assert!(support::sigs::kill(podvisor, libc::SIGTERM));
     s.expect("SIGTERM");

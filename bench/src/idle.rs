@@ -27,7 +27,7 @@ fn switches(pid: i32) -> Option<u64> {
 }
 
 /// The `calls` of strace -c's total line.
-fn strace_calls(path: &Path) -> Result<f64, String> {
+pub fn strace_calls(path: &Path) -> Result<f64, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let Some(total) = text.lines().rev().find(|l| l.trim_end().ends_with("total")) else {
         // strace -c writes nothing at all when it saw no call.
@@ -210,6 +210,10 @@ pub fn closed_port(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             None,
         ));
     }
+    let mut c = crate::ready::c_poller(ctx, &target, 100, secs as u64 * 1000);
+    c.truncate(c.len() - 1);
+    c.push("/bin/true".into());
+    tools.push(("C poller, 100 ms".into(), c, Some(124)));
     let traced_runs = if ctx.quick { 1 } else { ctx.runs.min(5) };
     let dir = ctx.scratch("closed")?;
     let mut counted = Vec::new();
@@ -257,7 +261,8 @@ pub fn closed_port(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
         "{n} instances per tool side by side wait for a port that is bound but never listens \
          (every connect refused), with default settings and a {secs} s deadline; figures are from \
          wait4's rusage, which includes every reaped descendant (wait-for-it's bash, timeout \
-         and sleep processes)."
+         and sleep processes). The C poller (bench/c/poll_tcp.c, 100 ms like podvisor's \
+         default) is the reference."
     );
     Ok(vec![
         Section {

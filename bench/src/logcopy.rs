@@ -55,7 +55,10 @@ fn throughput(ctx: &mut Ctx) -> Result<Section, String> {
                 argv
             }),
         ),
-        ("dd alone".into(), Box::new(move |c: &Ctx, _: &Path| alone(c))),
+        (
+            "dd alone".into(),
+            Box::new(move |c: &Ctx, _: &Path| alone(c)),
+        ),
     ];
     // Fewer runs: each moves a gibibyte.
     let runs = if ctx.quick { ctx.runs } else { 5 };
@@ -102,7 +105,9 @@ fn throughput(ctx: &mut Ctx) -> Result<Section, String> {
     };
     Ok(Section {
         key: "logcopy-throughput",
-        title: "9. `--log-to` throughput: a child writing to stdout, through podvisor's copy and alone".into(),
+        title:
+            "9. `--log-to` throughput: a child writing to stdout, through podvisor's copy and alone"
+                .into(),
         how: format!(
             "`dd if=/dev/zero bs=64K` writes {} MiB to its stdout, a pipe the runner drains \
              (as a container runtime does), from spawn to reaped: alone, and under `podvisor \
@@ -177,7 +182,8 @@ fn latency(ctx: &mut Ctx) -> Result<Section, String> {
     };
     Ok(Section {
         key: "logcopy-latency",
-        title: "9. `--log-to` latency: a line written by the child to the moment it is in the copy".into(),
+        title: "9. `--log-to` latency: a line written by the child to the moment it is in the copy"
+            .into(),
         how: format!(
             "`cat` copies what the runner writes to its stdin to its stdout: under `podvisor \
              --log-to COPY` (stdout passed through to /dev/null, the copy written by podvisor's \
@@ -212,14 +218,20 @@ fn one_line(copy: &Path, direct: bool, input: &mut File, n: u64) -> Result<f64, 
     }
     // SAFETY: fd was just created and is owned here.
     let mut inotify = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let path = std::ffi::CString::new(copy.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+    let path =
+        std::ffi::CString::new(copy.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: a valid fd and a NUL-terminated path.
     if unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) } < 0 {
-        return Err(format!("inotify_add_watch: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "inotify_add_watch: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let line = format!("line {n}\n");
     let t0 = proc::now_ns();
-    input.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    input
+        .write_all(line.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut events = [0u8; 4096];
     loop {
         if !proc::readable(&inotify, Duration::from_secs(5)).map_err(|e| e.to_string())? {

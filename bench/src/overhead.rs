@@ -90,6 +90,49 @@ fn peak_rss(ctx: &Ctx, prefix: &[String]) -> Result<f64, String> {
     Ok(maxrss as f64)
 }
 
+/// System calls of `prefix -- /bin/true` under `strace -f -c`, plus `podvisor -q`.
+fn syscalls(ctx: &Ctx, variants: &[(String, Vec<String>)]) -> Result<Vec<Line>, String> {
+    let Some(strace) = &ctx.strace else {
+        return Ok(Vec::new());
+    };
+    let mut tools: Vec<(String, Vec<String>)> = vec![(
+        "podvisor -q".to_owned(),
+        vec![ctx.podvisor.clone(), "-q".into()],
+    )];
+    tools.extend(variants.iter().cloned());
+    let dir = ctx.scratch("overhead-strace")?;
+    let mut lines = Vec::new();
+    for (name, prefix) in &tools {
+        let mut line = Line::new(name.clone());
+        for run in 0..3 {
+            let out = dir.join(format!("{}-{run}", lines.len()));
+            let mut argv = vec![
+                strace.clone(),
+                "-f".into(),
+                "-c".into(),
+                "-o".into(),
+                out.to_string_lossy().into_owned(),
+            ];
+            argv.extend(prefix.iter().cloned());
+            if !prefix.is_empty() {
+                argv.push("--".into());
+            }
+            argv.push("/bin/true".into());
+            let io = Io {
+                stdin: &ctx.null,
+                stdout: &ctx.null,
+                stderr: &ctx.null,
+                fd3: None,
+            };
+            let pid = proc::spawn(&argv, &io).map_err(|e| e.to_string())?;
+            proc::wait(pid).map_err(|e| e.to_string())?;
+            line.record(crate::idle::strace_calls(&out));
+        }
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
 /// Overhead with /bin/true as the child; peak RSS with the stamp child, whose own few pages
 /// cannot hide the wrapper's (ru_maxrss is the maximum over the wrapper and its reaped children).
 pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
@@ -127,6 +170,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
         while listener.accept().is_ok() {}
     }
     let busy = meter.busy();
+    let calls = syscalls(ctx, &variants)?;
     Ok(vec![
         Section {
             key: "overhead",
@@ -152,6 +196,17 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
                 .into(),
             unit: Unit::KiB,
             lines: rss,
+            busy,
+        },
+        Section {
+            key: "syscalls",
+            title: "1. System calls of `TOOL -- /bin/true`".into(),
+            how: "`strace -f -c` of one run per tool (3 runs, the median), children included: \
+                  `bare` is /bin/true's own share, in every other line too. `podvisor -q` logs \
+                  errors only (no \"child started\" lines)."
+                .into(),
+            unit: Unit::Count,
+            lines: calls,
             busy,
         },
         Section {

@@ -78,6 +78,19 @@ fn with_baseline(ctx: &Ctx, variants: &mut Vec<(String, Argv)>) {
     ));
 }
 
+/// The C reference poller (bench/c/poll_tcp.c) on `ip:port`, then the stamp child.
+pub fn c_poller(ctx: &Ctx, target: &str, interval_ms: u64, timeout_ms: u64) -> Vec<String> {
+    let (ip, port) = target.rsplit_once(':').unwrap_or((target, "0"));
+    vec![
+        env!("C_POLL_TCP").into(),
+        ip.into(),
+        port.into(),
+        interval_ms.to_string(),
+        timeout_ms.to_string(),
+        ctx.stamp.clone(),
+    ]
+}
+
 /// Row 2: a port starts listening.
 pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let meter = CpuMeter::start();
@@ -123,6 +136,12 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             }),
         ));
     }
+    for ms in [100, 10] {
+        variants.push((
+            format!("C poller, {ms} ms"),
+            Rc::new(move |c: &Ctx, t: &str| c_poller(c, t, ms, 60_000)),
+        ));
+    }
     with_baseline(ctx, &mut variants);
     let runs = ctx.runs;
     let lines = {
@@ -149,7 +168,9 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
         how: format!(
             "The runner binds 127.0.0.1:PORT without listening (connects are refused), starts the \
              tool, calls listen() after a random delay of {} and measures until the child's \
-             stamp. {runs} runs per tool, alternating.",
+             stamp. The C poller (bench/c/poll_tcp.c) is the reference: one blocking \
+             connect per attempt, attempts the interval apart. {runs} runs per tool, \
+             alternating.",
             if ctx.quick { "30-130 ms" } else { "0.2-1.2 s" }
         ),
         unit: Unit::Ms,
@@ -187,6 +208,10 @@ pub fn file(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
                 ]
             }),
         ),
+        (
+            "C inotify waiter".into(),
+            Rc::new(|c: &Ctx, f: &str| vec![env!("C_WAIT_FILE").into(), f.into(), c.stamp.clone()]),
+        ),
     ];
     with_baseline(ctx, &mut variants);
     let runs = ctx.runs;
@@ -212,7 +237,8 @@ pub fn file(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             "The tool waits for a file in an existing folder; the runner creates it (open \
              O_CREAT) after a random delay of {} and measures until the child's stamp. The \
              peer is the loop of Buildkite's docs, `until [ -f F ]; do sleep 1; done`, in \
-             /bin/sh. {runs} runs per tool, alternating.",
+             /bin/sh; the reference is a static C program that waits with inotify on the folder \
+             and execs (bench/c/wait_file.c). {runs} runs per tool, alternating.",
             if ctx.quick { "30-130 ms" } else { "0.2-1.2 s" }
         ),
         unit: Unit::Ms,

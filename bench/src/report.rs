@@ -1,4 +1,4 @@
-//! The budgets of issue 6 checked against a run, and docs/benchmarks.md.
+//! The budgets of issues 6 and 14 checked against a run, and docs/benchmarks.md.
 
 use std::fmt::Write;
 
@@ -57,6 +57,41 @@ fn versus(sections: &[Section], row: &str, key: &str, ours: &str, peer: &str) ->
     }
 }
 
+/// podvisor's median <= `factor` × the best (lowest) median among `peers`, same run.
+fn versus_best(
+    sections: &[Section],
+    row: &str,
+    key: &str,
+    ours: &str,
+    peers: &[&str],
+    factor: f64,
+) -> Verdict {
+    let a = line(sections, key, ours).and_then(|(s, l)| Some((s.unit, l.median()?)));
+    let best = peers
+        .iter()
+        .filter_map(|p| Some((*p, line(sections, key, p)?.1.median()?)))
+        .min_by(|x, y| x.1.total_cmp(&y.1));
+    let times = if factor == 1.0 {
+        String::new()
+    } else {
+        format!("{factor} × ")
+    };
+    let who = if peers.len() == 1 {
+        format!("{}'s", peers[0])
+    } else {
+        "the best peer's".to_owned()
+    };
+    Verdict {
+        row: row.into(),
+        budget: format!("median <= {times}{who}, same run"),
+        measured: match (a, best) {
+            (Some((u, a)), Some((p, b))) => format!("{} vs {p} {}", u.show(a), u.show(b)),
+            _ => "not measured".into(),
+        },
+        pass: a.zip(best).map(|((_, a), (_, b))| a <= factor * b),
+    }
+}
+
 /// A budget on a rate relative to another line of the same run: ours >= `min` × theirs.
 fn share(
     sections: &[Section],
@@ -102,8 +137,21 @@ impl Stat {
     }
 }
 
-/// Every budget of issue 6.
+/// Every budget of issues 6 and 14.
 pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
+    let mut syscalls = limit(
+        s,
+        "system calls of `podvisor -q -- /bin/true`",
+        ("syscalls", "podvisor -q"),
+        Stat::Median,
+        100.0,
+        "<= 100 (strace -f -c, /bin/true's included)",
+    );
+    if let Some((_, l)) = line(s, "syscalls", "tini-static") {
+        if let Some(m) = l.median() {
+            syscalls.measured = format!("{} vs tini-static {m:.0}", syscalls.measured);
+        }
+    }
     let mut v = vec![
         versus(
             s,
@@ -112,13 +160,14 @@ pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
             "podvisor",
             "tini-static",
         ),
+        syscalls,
         limit(
             s,
             "wrapper peak RSS",
             ("rss", "podvisor"),
             Stat::Median,
-            1536.0,
-            "<= 1.5 MiB",
+            1024.0,
+            "<= 1 MiB",
         ),
         limit(
             s,
@@ -141,10 +190,17 @@ pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
             "file readiness",
             ("file", "podvisor --wait-file"),
             Stat::P90,
-            1.5,
-            "p90 <= 1.5 ms",
+            1.0,
+            "p90 <= 1.0 ms",
         ),
-        versus(s, "signal forwarding", "signal", "podvisor", "tini"),
+        versus_best(
+            s,
+            "signal forwarding",
+            "signal",
+            "podvisor",
+            &["tini", "tini-static", "dumb-init", "catatonit"],
+            1.0,
+        ),
         limit(
             s,
             "idle while supervising",
@@ -153,13 +209,13 @@ pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
             0.0,
             "0 wake-ups per second",
         ),
-        limit(
+        versus_best(
             s,
-            "waiting on a closed port, defaults",
-            ("closed-cpu", "podvisor"),
-            Stat::Median,
-            10.0,
-            "CPU <= 10 ms per 5 s",
+            "waiting on a closed port, defaults (CPU)",
+            "closed-cpu",
+            "podvisor",
+            &["C poller, 100 ms"],
+            1.5,
         ),
         limit(
             s,

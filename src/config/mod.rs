@@ -308,7 +308,15 @@ impl Config {
     /// Parses the process's own arguments and environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let cli = Cli::try_parse_from_os_args()?;
-        Self::build(&cli, &|name| std::env::var_os(name), std::env::vars_os())
+        // Only PODVISOR_* variables matter: copied once, and looked up in that short list rather
+        // than by a scan of the whole environment per option (start-up, bench row 1).
+        let ours = podvisor_variables();
+        let lookup = |name: &str| {
+            ours.iter()
+                .find(|(k, _)| k.as_bytes() == name.as_bytes())
+                .map(|(_, v)| v.clone())
+        };
+        Self::build(&cli, &lookup, ours.iter().cloned())
     }
 
     /// Merges parsed flags with an environment (a lookup and the full list, for typo warnings).
@@ -603,16 +611,40 @@ fn one_line(text: &str) -> String {
     }
 }
 
+/// The `PODVISOR_*` variables of the process's environment, without copying the others.
+fn podvisor_variables() -> Vec<(OsString, OsString)> {
+    let mut ours = Vec::new();
+    crate::environ::for_each(|entry| {
+        if let Some(eq) = entry.iter().position(|&b| b == b'=') {
+            let (name, value) = (&entry[..eq], &entry[eq + 1..]);
+            if name.starts_with(b"PODVISOR_") {
+                ours.push((
+                    OsStr::from_bytes(name).to_owned(),
+                    OsStr::from_bytes(value).to_owned(),
+                ));
+            }
+        }
+    });
+    ours
+}
+
 /// Warnings for `PODVISOR_*` variables that match no option, with the closest real name.
 fn unknown_variables(all_env: impl Iterator<Item = (OsString, OsString)>) -> Vec<String> {
+    let ours: Vec<String> = all_env
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("PODVISOR_"))
+        .collect();
+    if ours.is_empty() {
+        // The usual case: no need to build clap's command again for the option names.
+        return Vec::new();
+    }
     let known: Vec<String> = cli::option_names()
         .iter()
         .map(|l| cli::env_name(l))
         .collect();
     let mut warnings = Vec::new();
-    for (name, _) in all_env {
-        let name = name.to_string_lossy();
-        if !name.starts_with("PODVISOR_") || known.iter().any(|k| *k == name) {
+    for name in ours {
+        if known.contains(&name) {
             continue;
         }
         // Always name the closest option: a typo must be easy to spot, even a bad one.

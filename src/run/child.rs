@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::after::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND};
 use crate::run::reaper::Reaper;
-use crate::run::signals;
+use crate::run::{dispositions, signals, vfork};
 use crate::sidecar::logcopy;
 
 /// Why COMMAND could not start: exit code 126 or 127 and a line naming it.
@@ -110,7 +110,7 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
     cmd.args(argv.iter().skip(1));
     // Built here: the child between fork and exec must not allocate.
     let everything = signals::raw_sigset(1..=64);
-    let ignored = ignored_signals();
+    let ignored = dispositions::ignored();
     // SAFETY: only async-signal-safe libc calls on local data, no allocation.
     unsafe {
         cmd.pre_exec(move || {
@@ -149,7 +149,7 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
 ///
 /// # Safety
 /// Call only in the forked child: it changes process-wide signal state.
-unsafe fn reset_dispositions(ignored: u64) {
+pub(crate) unsafe fn reset_dispositions(ignored: u64) {
     let mut pending = std::mem::zeroed::<libc::sigset_t>();
     if libc::sigpending(&mut pending) != 0 {
         libc::sigfillset(&mut pending);
@@ -160,56 +160,12 @@ unsafe fn reset_dispositions(ignored: u64) {
         }
         let is_pending = libc::sigismember(&pending, signo) == 1;
         if is_pending {
-            raw_sigaction(signo, Some(libc::SIG_IGN), None);
+            dispositions::raw_ignore(signo);
         }
         if is_pending || ignored & (1 << (signo - 1)) != 0 {
-            signals::set_default(signo);
+            dispositions::raw_default(signo);
         }
     }
-}
-
-/// rt_sigaction(2) itself, like `signals::set_default`: libc refuses (EINVAL) the real-time
-/// signals it reserves. Sets a plain disposition (no flags, empty mask) when `set` is given;
-/// returns the old handler when `old` is.
-///
-/// # Safety
-/// Setting changes process-wide signal state; only SIG_DFL and SIG_IGN may be given.
-unsafe fn raw_sigaction(signo: i32, set: Option<libc::sighandler_t>, old: Option<&mut u64>) {
-    // The kernel's struct sigaction: handler, flags, restorer, mask. All zero is SIG_DFL.
-    let new = set.map(|h| [h as u64, 0, 0, 0]);
-    let mut prev = [0u64; 4];
-    let rc = libc::syscall(
-        libc::SYS_rt_sigaction,
-        signo,
-        new.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
-        prev.as_mut_ptr(),
-        8usize,
-    );
-    if let Some(old) = old {
-        *old = if rc == 0 { prev[0] } else { 0 };
-    }
-}
-
-/// The signals podvisor ignores (inherited, or SIGPIPE from std), as a mask with bit N-1 for
-/// signal N: the child must not inherit them. Read once: podvisor's dispositions are final
-/// before its first spawn (`signals::block_early` runs first), and every `--wait-cmd` attempt spawns.
-fn ignored_signals() -> u64 {
-    static IGNORED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *IGNORED.get_or_init(read_ignored_signals)
-}
-
-/// Reads every disposition; a query changes nothing.
-fn read_ignored_signals() -> u64 {
-    let mut mask = 0;
-    for signo in 1..=64 {
-        let mut handler = 0;
-        // SAFETY: a query with no new action only reads.
-        unsafe { raw_sigaction(signo, None, Some(&mut handler)) };
-        if handler == libc::SIG_IGN as u64 {
-            mask |= 1 << (signo - 1);
-        }
-    }
-    mask
 }
 
 /// Whether podvisor runs in the foreground of the terminal on its stdin.
@@ -226,17 +182,30 @@ pub fn spawn(reaper: &Reaper, argv: &[OsString], group: bool) -> Result<Child, S
     })?;
     let path = resolve(program)?;
     let foreground = group && in_terminal_foreground();
-    let mut cmd = command(&path, argv, group, foreground);
-    // With --log-to, COMMAND's stdout and stderr become pipes that podvisor passes through.
-    let capture = logcopy::capture(&mut cmd);
-    let (pid, end) = reaper.spawn(&mut cmd).map_err(|e| SpawnError {
+    let failed = |e: io::Error| SpawnError {
         code: if e.kind() == io::ErrorKind::NotFound {
             NOT_FOUND
         } else {
             NOT_EXECUTABLE
         },
         reason: format!("{}: {e}", program.to_string_lossy()),
-    })?;
+    };
+    if !foreground && !logcopy::wanted() {
+        // No terminal to hand over, no pipes to set: the cheaper vfork path (row 1, vfork.rs).
+        let (pid, end) = reaper
+            .spawn_with(|| vfork::spawn(&path, argv, group, dispositions::ignored()))
+            .map_err(failed)?;
+        return Ok(Child {
+            pid,
+            group,
+            end,
+            terminal: None,
+        });
+    }
+    let mut cmd = command(&path, argv, group, foreground);
+    // With --log-to, COMMAND's stdout and stderr become pipes that podvisor passes through.
+    let capture = logcopy::capture(&mut cmd);
+    let (pid, end) = reaper.spawn(&mut cmd).map_err(failed)?;
     // Our copies of the pipes' write ends go with the Command, so that COMMAND's end (and its
     // descendants') is the pipes' end.
     drop(cmd);

@@ -41,6 +41,7 @@ pub async fn terminate(
     if !reaper.reap().children_left && !sweep.group_alive() {
         return;
     }
+    let mut seen = reaper.passes();
     sweep.run(libc::SIGTERM);
     // Only zombies left (already exited, just not reaped yet) is nothing to report.
     let report = !sweep.seen.is_empty() || sweep.blind;
@@ -59,7 +60,7 @@ pub async fn terminate(
     loop {
         tokio::select! {
             // Something was reaped: maybe the last one, maybe new orphans to signal.
-            _ = reaper.next_pass() => {}
+            _ = reaper.pass_after(seen) => {}
             // Leftovers that ignore SIGTERM.
             _ = sleep_until(kill_at), if !killed => {
                 killed = true;
@@ -86,6 +87,7 @@ pub async fn terminate(
         if !reaper.reap().children_left {
             break;
         }
+        seen = reaper.passes();
         sweep.run(if killed { libc::SIGKILL } else { libc::SIGTERM });
     }
     if report || !sweep.seen.is_empty() {

@@ -3,7 +3,9 @@
 //! and what it left behind terminated (`leftovers`).
 
 pub mod child;
+pub mod dispositions;
 pub mod leftovers;
 pub mod reaper;
 pub mod signals;
 pub mod supervise;
+pub mod vfork;

@@ -1,8 +1,8 @@
 //! The only code that calls waitpid.
 //!
 //! Children are spawned through [`Reaper::spawn`], which registers their pid before any reaping can
-//! run (spawn and registration are one synchronous step on the runtime's only thread). On every
-//! SIGCHLD the signal pump calls [`Reaper::reap`], which collects every exited child — one SIGCHLD
+//! see it (the registry's lock is held from before the spawn until the pid is in). On every
+//! SIGCHLD the signal pump (a thread of its own) calls [`Reaper::reap`], which collects every exited child — one SIGCHLD
 //! can stand for several exits — hands registered pids their status and drops the rest (orphans
 //! reparented to podvisor as PID 1 or subreaper). tokio's process support is not used at all, so
 //! nothing races this `waitpid(-1)`.
@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
@@ -26,6 +27,8 @@ pub struct Reaper {
     waiting: Mutex<HashMap<i32, oneshot::Sender<ChildEnd>>>,
     /// Notified after every reaping pass.
     reaped: Notify,
+    /// Reaping passes so far.
+    passes: AtomicU64,
 }
 
 /// What one reaping pass saw.
@@ -45,13 +48,26 @@ impl Reaper {
 
     /// Spawns `cmd` and registers its pid; the receiver yields how it ended.
     pub fn spawn(&self, cmd: &mut Command) -> io::Result<(Pid, oneshot::Receiver<ChildEnd>)> {
-        let child = cmd.spawn()?;
-        let pid = child.id() as i32;
-        // Dropping std's Child neither waits nor kills: the status is ours to collect. Its pipes,
-        // if any, are the caller's (set up as fds it keeps), never std's.
-        drop(child);
+        self.spawn_with(|| {
+            let child = cmd.spawn()?;
+            // Dropping std's Child neither waits nor kills: the status is ours to collect. Its
+            // pipes, if any, are the caller's (set up as fds it keeps), never std's.
+            Ok(child.id() as i32)
+        })
+    }
+
+    /// Like [`Reaper::spawn`], for a child started by `start`, which returns its pid.
+    pub fn spawn_with(
+        &self,
+        start: impl FnOnce() -> io::Result<i32>,
+    ) -> io::Result<(Pid, oneshot::Receiver<ChildEnd>)> {
+        // Held across the start: the pump thread may reap the child as soon as it exists, and
+        // it must find the pid registered (it waits for this lock after its waitpid).
+        let mut waiting = self.lock();
+        let pid = start()?;
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(pid, tx);
+        waiting.insert(pid, tx);
+        drop(waiting);
         Ok((Pid::from_raw(pid), rx))
     }
 
@@ -89,6 +105,7 @@ impl Reaper {
                 None => tracing::debug!("reaped orphan {pid} ({end:?})"),
             }
         };
+        self.passes.fetch_add(1, Ordering::SeqCst);
         self.reaped.notify_waiters();
         Pass {
             reaped,
@@ -101,9 +118,25 @@ impl Reaper {
         self.lock().contains_key(&pid)
     }
 
-    /// Resolves after the next reaping pass.
-    pub async fn next_pass(&self) {
-        self.reaped.notified().await;
+    /// How many reaping passes have run so far, for [`Reaper::pass_after`].
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once a pass after the `seen`-th has run. A count, not a bare wake-up: the
+    /// pump thread's pass may come between a caller's own `reap` and this call, and must not be
+    /// lost (leftovers would then wait out the grace period for an exit already collected).
+    pub async fn pass_after(&self, seen: u64) {
+        loop {
+            let notified = self.reaped.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a pass between the two still wakes us.
+            notified.as_mut().enable();
+            if self.passes() > seen {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, oneshot::Sender<ChildEnd>>> {

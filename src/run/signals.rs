@@ -1,7 +1,7 @@
 //! Raw signals become events at this one boundary.
 //!
 //! podvisor installs no signal handlers: every signal it cares about is blocked in all threads
-//! (before the runtime starts, so its threads inherit the mask) and read from a `signalfd`.
+//! (before the runtime starts, so its threads inherit the mask) and read by one pump thread.
 //! Blocked signals are queued even for PID 1, whose default-disposition signals the kernel would
 //! otherwise drop; real-time signals keep their count; and nothing runs in signal context.
 //! The child gets an empty mask and default dispositions back before exec (see `child.rs`).
@@ -12,12 +12,10 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::libc;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use tokio::io::unix::AsyncFd;
+use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
-use crate::fdio::{self, Owned};
+use crate::run::dispositions;
 use crate::run::reaper::Reaper;
 
 /// The first real-time signal as podvisor names and forwards it: 34, glibc's SIGRTMIN and what
@@ -54,16 +52,11 @@ fn is_fault(signo: i32) -> bool {
     .contains(&signo)
 }
 
-/// Every signal podvisor reads from its signalfd: 1..=64 but KILL and STOP. 32 and 33 too
+/// Every signal the pump reads: 1..=64 but KILL and STOP. 32 and 33 too
 /// (glibc's and musl's internal signals: podvisor uses neither thread cancellation nor
 /// setuid-in-threads nor timer threads, and unblocked, their default action would kill it).
 fn handled() -> impl Iterator<Item = i32> {
     (1..=64).filter(|&s| !uncatchable(s))
-}
-
-fn sigset(signals: impl IntoIterator<Item = i32>) -> SigSet {
-    // SAFETY: a sigset_t is plain data; RT signals have no nix name.
-    unsafe { SigSet::from_sigset_t_unchecked(raw_sigset(signals)) }
 }
 
 /// A sigset_t with these signals (1..=64), written bit by bit: musl's sigaddset and sigfillset
@@ -83,28 +76,15 @@ pub fn raw_sigset(signals: impl IntoIterator<Item = i32>) -> libc::sigset_t {
 }
 
 /// Puts `signo` back to SIG_DFL with the raw syscall: the libc wrappers refuse their reserved
-/// signals (glibc 32-33, musl 32-34). Async-signal-safe.
+/// signals (glibc 32-33, musl 32-34). See `dispositions`, which keeps the record.
 pub fn set_default(signo: i32) {
-    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask, whatever the
-    // architecture's field order.
-    let default = [0u64; 4];
-    // SAFETY: rt_sigaction with a valid, fully initialised struct and no old-action pointer;
-    // failures (KILL, STOP, out of range) change nothing.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            signo,
-            default.as_ptr(),
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
-    }
+    dispositions::set_default(signo);
 }
 
 /// Blocks every signal but KILL and STOP in the calling thread: the first thing `main` does,
 /// before the configuration is parsed, so that no signal sent to podvisor at any moment (a
 /// SIGUSR1 in its first milliseconds, a SIGPWR, a kill -SEGV) is acted on by its default action:
-/// each is queued and read from the signalfd. Blocked signals queue even for PID 1, whose
+/// each is queued and read by the pump. Blocked signals queue even for PID 1, whose
 /// default-disposition signals the kernel would otherwise drop.
 ///
 /// Also puts them back to their default disposition: podvisor may have inherited some as
@@ -115,9 +95,18 @@ pub fn set_default(signo: i32) {
 /// The raw rt_sigprocmask syscall: glibc's sigprocmask and pthread_sigmask silently drop its
 /// internal signals 32 and 33 from the set, which would leave them fatal.
 pub fn block_early() -> io::Result<()> {
+    // Only the ignored ones: at start every other disposition already is the default (exec
+    // drops handlers), and setting all ~60 cost as many system calls (bench/notes.md).
     for s in handled().filter(|&s| !is_fault(s) && s != libc::SIGPIPE) {
-        set_default(s);
+        if dispositions::is_ignored(s) {
+            set_default(s);
+        }
     }
+    block_handled()
+}
+
+/// Blocks every handled signal in the calling thread, with the raw system call.
+fn block_handled() -> io::Result<()> {
     let set = raw_sigset(handled());
     // SAFETY: rt_sigprocmask with a valid set and no old-set pointer.
     let rc = unsafe {
@@ -190,43 +179,6 @@ impl Received {
                 libc::SIGCONT,
             ]
             .contains(&self.signo)
-    }
-}
-
-/// The readable end of all blocked signals.
-pub struct SignalSource {
-    fd: AsyncFd<Owned<SignalFd>>,
-}
-
-impl SignalSource {
-    /// Opens the signalfd on every signal [`block_early`] blocked.
-    pub fn open() -> io::Result<Self> {
-        let sfd = SignalFd::with_flags(
-            &sigset(handled()),
-            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-        )?;
-        Ok(Self {
-            fd: fdio::readable(sfd)?,
-        })
-    }
-
-    /// The next signal.
-    pub async fn recv(&mut self) -> io::Result<Received> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            match guard.get_inner().0.read_signal() {
-                Ok(Some(info)) => {
-                    return Ok(Received {
-                        signo: info.ssi_signo as i32,
-                        sender: info.ssi_pid as i32,
-                        code: info.ssi_code,
-                        routed: None,
-                    })
-                }
-                Ok(None) => guard.clear_ready(),
-                Err(e) => return Err(e.into()),
-            }
-        }
     }
 }
 
@@ -317,8 +269,7 @@ impl Rules {
 }
 
 /// The running child as the pump sees it, so that a signal is forwarded right after it is read:
-/// before the event travels the channel to `supervise`, before the pump's next (empty) read of
-/// the signalfd, and before any log line (bench row 4: that path cost more than tini's whole
+/// before the event travels the channel to `supervise` and before any log line (bench row 4: that path cost more than tini's whole
 /// forward). `supervise` sets it when the child starts; it is cleared as soon as the reaper has
 /// collected the child (in the pump too, so no late signal goes to a reused pid) and when
 /// supervision ends. With no child (the wait phase) nothing is sent here.
@@ -349,9 +300,13 @@ impl Forwarder {
     pub fn decide(&self, got: &Received, group: bool) -> Route {
         let route = self
             .rules
-            .route(got, group, self.stopping.load(Ordering::Relaxed));
+            .route(got, group, self.stopping.load(Ordering::SeqCst));
+        // The pump thread and `supervise` (for what was queued) may decide at once: only the
+        // one that marks the stop first has the stop request.
         if let Route::Stop(_) = route {
-            self.stopping.store(true, Ordering::Relaxed);
+            if self.stopping.swap(true, Ordering::SeqCst) {
+                return self.rules.route(got, group, true);
+            }
         }
         route
     }
@@ -416,36 +371,156 @@ pub fn kill(target: i32, signo: i32) {
     }
 }
 
-/// Starts the signal pump: SIGCHLD means "reap now" and never leaves this task; every other
+/// What the pump queues once it has read everything sent before [`Pump::drain`] asked.
+pub const DRAINED: i32 = 0;
+
+/// The pump: a thread of its own, blocked in `sigwaitinfo` on every blocked signal.
+///
+/// Why a thread: a signal then reaches the child in the steps tini takes, one `sigwaitinfo`
+/// and one `kill`, instead of an epoll wake-up, the runtime's dispatch of the pump task and a
+/// signalfd read first (bench row 4). It forwards first and tells the async side after, over
+/// the channel, in order; every signal is dequeued by the kernel exactly once, here.
+pub struct Pump {
+    thread: libc::pthread_t,
+}
+
+impl Pump {
+    /// Asks the pump to read every signal sent so far and then queue a [`DRAINED`] event: what
+    /// comes before it on the channel was sent before this call. The wait phase uses it so that
+    /// no signal sent during the wait can reach the child. The request is a SIGCHLD sent to the
+    /// pump's own thread (`si_code` SI_TKILL from podvisor itself, which nothing else sends): it
+    /// ends the pump's `sigwaitinfo` ahead of the process-wide queue, which the pump then reads
+    /// without waiting until it is empty.
+    pub fn drain(&self) {
+        // SAFETY: the pump thread runs as long as the process (it is never joined).
+        unsafe { libc::pthread_kill(self.thread, libc::SIGCHLD) };
+    }
+}
+
+/// Starts the signal pump: SIGCHLD means "reap now" and never leaves the pump; every other
 /// signal is forwarded at once when a child runs (see [`Forwarder`]) and queued, in order, for
-/// whoever runs the current phase.
+/// whoever runs the current phase. Call after [`block_early`] (the thread inherits the mask).
 pub fn pump(
-    mut source: SignalSource,
     reaper: Arc<Reaper>,
     forwarder: Arc<Forwarder>,
-) -> mpsc::UnboundedReceiver<Received> {
+) -> io::Result<(Pump, mpsc::UnboundedReceiver<Received>)> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let set = raw_sigset(handled());
+    let me = forwarder.rules().me;
+    let body = move || {
+        let pass_on = |mut got: Received| {
+            if got.signo == libc::SIGCHLD {
+                reaper.reap();
+                forwarder.forget_reaped(&reaper);
+                return true;
+            }
+            got.routed = forwarder.forward(&got);
+            tx.send(got).is_ok()
+        };
         loop {
-            match source.recv().await {
-                Ok(got) if got.signo == libc::SIGCHLD => {
-                    reaper.reap();
-                    forwarder.forget_reaped(&reaper);
-                }
-                Ok(mut got) => {
-                    got.routed = forwarder.forward(&got);
-                    if tx.send(got).is_err() {
-                        return;
-                    }
-                }
+            let got = match next_signal(&set, true) {
+                Ok(Some(got)) => got,
+                Ok(None) => continue,
                 Err(e) => {
                     tracing::error!("reading signals failed: {e}");
                     return;
                 }
+            };
+            let drain =
+                got.signo == libc::SIGCHLD && got.code == libc::SI_TKILL && got.sender == me;
+            if !drain {
+                if !pass_on(got) {
+                    return;
+                }
+                continue;
+            }
+            while let Ok(Some(got)) = next_signal(&set, false) {
+                if !pass_on(got) {
+                    return;
+                }
+            }
+            let done = Received {
+                signo: DRAINED,
+                sender: me,
+                code: 0,
+                routed: None,
+            };
+            if tx.send(done).is_err() {
+                return;
             }
         }
-    });
-    rx
+    };
+    let thread = start_thread(Box::new(body))?;
+    Ok((Pump { thread }, rx))
+}
+
+/// Starts `body` on a thread of libc's (its default stack, 128 KiB with musl, touched pages
+/// only). Not std's `thread::spawn`: that also names the thread and sets up an alternate
+/// signal stack for its overflow handler, 6 more system calls at every start (row 1).
+fn start_thread(body: Box<dyn FnOnce() + Send>) -> io::Result<libc::pthread_t> {
+    extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // The libc unblocks its internal signals in a new thread (glibc 32; musl 33 and 34 in
+        // the creating thread too, on its first thread): block them again at once, or such a
+        // signal sent to podvisor would kill it (see `block_early`).
+        let _ = block_handled();
+        // SAFETY: `arg` is the Box leaked below, handed to this thread alone.
+        let body = unsafe { Box::from_raw(arg.cast::<Box<dyn FnOnce() + Send>>()) };
+        body();
+        std::ptr::null_mut()
+    }
+    let arg = Box::into_raw(Box::new(body));
+    // SAFETY: a zeroed pthread_t is only an out-parameter; `run` takes ownership of `arg`.
+    unsafe {
+        let mut thread: libc::pthread_t = std::mem::zeroed();
+        let rc = libc::pthread_create(&mut thread, std::ptr::null(), run, arg.cast());
+        if rc != 0 {
+            drop(Box::from_raw(arg));
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        // Never joined: it runs as long as the process.
+        libc::pthread_detach(thread);
+        // musl's first pthread_create unblocked 33 and 34 in this thread as well.
+        block_handled()?;
+        Ok(thread)
+    }
+}
+
+/// The next signal of `set`: waits for one when `wait`, else `None` when none is pending.
+/// The raw rt_sigtimedwait: the libc wrappers would drop their reserved signals from the set.
+fn next_signal(set: &libc::sigset_t, wait: bool) -> io::Result<Option<Received>> {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let timeout: *const libc::timespec = if wait { std::ptr::null() } else { &zero };
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid; every pointer is to a live local.
+        let (rc, info) = unsafe {
+            let mut info = std::mem::zeroed::<libc::siginfo_t>();
+            let rc = libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                set as *const libc::sigset_t,
+                &mut info as *mut libc::siginfo_t,
+                timeout,
+                8usize,
+            );
+            (rc, info)
+        };
+        if rc > 0 {
+            return Ok(Some(Received {
+                signo: info.si_signo,
+                // SAFETY: si_pid is in every siginfo the kernel fills for a signal (0 if none).
+                sender: unsafe { info.si_pid() },
+                code: info.si_code,
+                routed: None,
+            }));
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            Errno::EAGAIN => return Ok(None),
+            e => return Err(e.into()),
+        }
+    }
 }
 
 /// `SIGTERM`, `SIGRTMIN+3`, or the number for anything else.

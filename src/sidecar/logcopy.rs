@@ -217,6 +217,11 @@ pub struct Capture {
     streams: Vec<Stream>,
 }
 
+/// Whether `--log-to` asks for COMMAND's output (so its spawn must set pipes).
+pub fn wanted() -> bool {
+    SINK.get().is_some()
+}
+
 /// Prepares pipes for COMMAND's stdout and stderr (those that are not a terminal) and sets them
 /// on `cmd`; `None` without `--log-to`.
 pub fn capture(cmd: &mut Command) -> Option<Capture> {

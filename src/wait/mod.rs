@@ -8,6 +8,7 @@ pub mod policy;
 pub mod target;
 
 mod cmd;
+mod connect;
 pub(crate) mod file;
 mod http;
 mod log;
@@ -15,6 +16,7 @@ mod mysql;
 mod postgres;
 mod redis;
 mod tcp;
+mod timer;
 mod tls;
 mod unix;
 mod wire;
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
-use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
 
 use crate::config::duration::show;
 use crate::deadline::sleep_until_opt;
@@ -297,6 +299,7 @@ async fn run_target(
         );
         End::Ready
     };
+    let mut timer = None;
     let mut attempts = 0u32;
     // When this attempt was due. Attempts are due `delay` apart, start to start, on a grid: the
     // timer wakes up to 1 ms late (tokio rounds deadlines up to whole milliseconds), and
@@ -360,7 +363,12 @@ async fn run_target(
                     return ready(attempts, "");
                 }
             }
-            _ => sleep_until(due).await,
+            _ => {
+                timer
+                    .get_or_insert_with(timer::Timer::new)
+                    .sleep_until(due)
+                    .await
+            }
         }
     }
 }

@@ -44,14 +44,14 @@ pub async fn open(host: &str, port: u16) -> Result<TcpStream, ConnectError> {
     if let [addr] = addrs[..] {
         // One address (an IP literal, most names): no task to spawn and wake, which is a
         // quarter of an attempt's system calls while a port stays closed.
-        return TcpStream::connect(addr)
+        return super::connect::connect(addr)
             .await
             .map_err(|e| failed(refused(&e), format!("{addr}: {e}")));
     }
     let mut tries = JoinSet::new();
     for addr in addrs {
         tries.spawn(async move {
-            TcpStream::connect(addr)
+            super::connect::connect(addr)
                 .await
                 .map_err(|e| (refused(&e), format!("{addr}: {e}")))
         });
