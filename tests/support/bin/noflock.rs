@@ -4,7 +4,8 @@
 //!
 //!     noflock COMMAND [ARGS]...
 //!
-//! With `NOFLOCK_REFUSE=signalfd` in the environment it refuses signalfd4(2) (ENOMEM) instead,
+//! With `NOFLOCK_REFUSE=signalfd` it refuses signalfd4(2) (ENOMEM) instead, and with
+//! `NOFLOCK_REFUSE=clone3` clone3(2) (EAGAIN: no thread can start, fork and exec still work),
 //! for podvisor's own error after start-up (tests/shutdown.rs).
 //!
 //! It sets no_new_privs (required to install a filter without CAP_SYS_ADMIN, and harmless as
@@ -61,6 +62,9 @@ fn main() {
     let ret = libc::BPF_RET | libc::BPF_K;
     let (refused, errno) = match std::env::var("NOFLOCK_REFUSE").as_deref() {
         Ok("signalfd") => (libc::SYS_signalfd4, libc::ENOMEM),
+        // glibc's pthread_create uses clone3 (and falls back to clone only on ENOSYS): refused
+        // with EAGAIN, no thread can start, while fork, vfork and exec still work.
+        Ok("clone3") => (libc::SYS_clone3, libc::EAGAIN),
         _ => (libc::SYS_flock, libc::ENOLCK),
     };
     let mut filter = [
