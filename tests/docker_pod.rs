@@ -283,8 +283,7 @@ fn native_sidecar_stopped_from_outside_exits_0() {
         explain()
     );
     assert!(
-        docker::logs(&nginx)
-            .contains("SIGTERM received: stop request, stopping the child with SIGQUIT"),
+        docker::logs(&nginx).contains("SIGTERM received, stopping the child with SIGQUIT"),
         "{}",
         explain()
     );

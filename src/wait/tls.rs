@@ -1,4 +1,4 @@
-//! TLS for `https://` targets: rustls with the ring provider (smaller than aws-lc-rs, and
+//! TLS 1.3 for `https://` targets: rustls with the ring provider (smaller than aws-lc-rs, and
 //! builds for static musl with musl-gcc alone).
 //!
 //! Nothing here runs unless an https target exists: the system's CA files are read at the first
@@ -72,6 +72,13 @@ fn reason(e: &std::io::Error, host: &str) -> String {
             }
             other => format!("TLS: bad certificate ({other:?}; give ca= or insecure)"),
         },
+        // TLS 1.2 support would cost 28 KiB of a binary at its size limit (issue 11).
+        rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion)
+        | rustls::Error::PeerIncompatible(_) => {
+            format!(
+                "TLS: the server does not speak TLS 1.3, the only version podvisor speaks ({tls})"
+            )
+        }
         // What a plain HTTP server's answer looks like to a TLS client.
         rustls::Error::InvalidMessage(_) => {
             format!("TLS: the server does not speak TLS ({tls}; is it http://?)")
