@@ -54,7 +54,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Finds COMMAND like execvp would, telling "not found" (127) from "not executable" (126).
 pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
-    let shown = program.to_string_lossy();
+    let shown = crate::logging::show_bytes(program);
     if program.as_bytes().contains(&b'/') {
         let path = Path::new(program);
         return match path.metadata() {
@@ -232,7 +232,7 @@ pub fn spawn(reaper: &Reaper, argv: &[OsString], group: bool) -> Result<Child, S
         } else {
             NOT_EXECUTABLE
         },
-        reason: format!("{}: {e}", program.to_string_lossy()),
+        reason: format!("{}: {e}", crate::logging::show_bytes(program)),
     })?;
     let terminal = foreground.then(|| {
         // Also from the parent, as shells do: whichever runs first wins, the other is a no-op.
