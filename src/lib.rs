@@ -63,6 +63,8 @@ pub fn run(config: Config) -> Outcome {
     if let Err(e) = signals::block(&config.rewrites) {
         return Outcome::Error(format!("cannot block signals: {e}"));
     }
+    // Before the first spawn: children get the inherited score back (run/oom.rs).
+    run::oom::protect_self();
     if std::process::id() != 1 {
         // Orphans of the step are reparented to us instead of the host's init, and reaped.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {

@@ -120,6 +120,7 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
                 return Err(io::Error::last_os_error());
             }
             reset_dispositions(ignored);
+            crate::run::oom::restore_in_child();
             if foreground {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }

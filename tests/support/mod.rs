@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 // One helper module per area, so that work on one area does not collide with another.
+pub mod cgroup;
 pub mod docker;
 pub mod pod;
 pub mod sigs;
