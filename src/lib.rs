@@ -63,8 +63,6 @@ pub fn run(config: Config) -> Outcome {
     if let Err(e) = signals::block(&config.rewrites) {
         return Outcome::Error(format!("cannot block signals: {e}"));
     }
-    // Before the first spawn: children get the inherited score back (run/oom.rs).
-    run::oom::protect_self();
     if std::process::id() != 1 {
         // Orphans of the step are reparented to us instead of the host's init, and reaped.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
@@ -209,13 +207,17 @@ async fn steps(
         }
     }
 
-    match child::spawn(reaper, &config.command, config.group) {
+    // The OOM killer takes the step, not podvisor, while there is a step (run/oom.rs).
+    run::oom::protect();
+    let outcome = match child::spawn(reaper, &config.command, config.group) {
         Err(e) => Outcome::SpawnFailed {
             code: e.code,
             reason: e.reason,
         },
         Ok(child) => supervise::supervise(child, config, reaper, signals, forwarder, until).await,
-    }
+    };
+    run::oom::unprotect();
+    outcome
 }
 
 /// The outcome of a terminating signal during the wait phase.

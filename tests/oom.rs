@@ -38,7 +38,7 @@ fn the_step_gets_the_score_podvisor_inherited() {
     run.assert_code(0).assert_stdout_has("step=300 ");
     if has_sys_resource() {
         run.assert_stdout_has("podvisor=-1000")
-            .assert_stderr_has("oom_score_adj lowered from 300 to -1000");
+            .assert_stderr_has("oom_score_adj lowered to -1000");
     } else {
         // Without CAP_SYS_RESOURCE nothing changes, and debug says why.
         run.assert_stdout_has("podvisor=300")
