@@ -8,6 +8,7 @@
 //! | no COMMAND, waits/until done     | 0                    |
 //! | wait phase failed (strict)       | 124                  |
 //! | podvisor's own/config error      | 125                  |
+//! | no process/memory/fd for COMMAND | 125                  |
 //! | COMMAND found, not executable    | 126                  |
 //! | COMMAND not found                | 127                  |
 //! | signal N during the wait phase   | 128+N                |
@@ -53,7 +54,8 @@ pub enum Outcome {
     WaitFailed(String),
     /// A terminating signal arrived before COMMAND started.
     Cancelled(i32),
-    /// COMMAND could not be started; the code is 126 or 127.
+    /// COMMAND could not be started; the code is 126 or 127, or 125 when the system is out of
+    /// processes, memory or descriptors.
     SpawnFailed { code: u8, reason: String },
     /// podvisor itself failed.
     Error(String),
