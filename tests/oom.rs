@@ -61,21 +61,30 @@ fn wait_commands_get_the_inherited_score_too() {
 
 #[test]
 fn an_oom_in_the_pods_memory_cgroup_kills_the_step_and_podvisor_reports_it() {
+    oom_in(48 << 20);
+}
+
+#[test]
+fn podvisor_under_memory_pressure_still_reports_the_step() {
+    // Small enough that the cgroup reclaims podvisor's own pages while the step allocates.
+    oom_in(12 << 20);
+}
+
+/// The step allocates until the OOM killer takes it, in a memory cgroup of `limit` bytes.
+fn oom_in(limit: u64) {
     let Some(cg) = Cgroup::new("memory", "oom") else {
         return;
     };
-    cg.limit_memory(48 << 20);
+    cg.limit_memory(limit);
     let dir = TempDir::new("oom");
     let marker = dir.path().join("step.json");
-    let mut c = TestCommand::new().arg("--marker").arg(&marker).args([
+    let run = cg.run(TestCommand::new().arg("--marker").arg(&marker).args([
         "--",
         "sh",
         "-c",
         // tail keeps one ever-growing line of /dev/zero: it allocates until killed.
         "echo step-started; exec tail /dev/zero",
-    ]);
-    cg.enter(c.command());
-    let run = c.run();
+    ]));
     run.assert_code(137)
         .assert_stdout_has("step-started")
         .assert_stderr_has("killed by SIGKILL");

@@ -103,6 +103,12 @@ impl Cgroup {
         }
     }
 
+    /// Runs `c` inside this cgroup, to its end.
+    pub fn run(&self, mut c: super::TestCommand) -> super::Run {
+        self.enter(c.command());
+        c.run()
+    }
+
     /// The pids still in the cgroup.
     pub fn procs(&self) -> Vec<i32> {
         fs::read_to_string(self.dir.join("cgroup.procs"))

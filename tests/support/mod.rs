@@ -102,6 +102,17 @@ impl TestCommand {
         }
     }
 
+    /// `WRAPPER ARGS... podvisor`: podvisor run by a command line that prepares its world first
+    /// (`unshare --mount sh -c 'mount ...; exec "$@"' sh`), with the same clean environment.
+    pub fn wrapped(wrapper: &[&str]) -> Self {
+        let mut cmd = clean_command(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(podvisor_bin());
+        Self {
+            cmd,
+            shown: format!("{} podvisor", wrapper.join(" ")),
+        }
+    }
+
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
         self.shown.push(' ');
         self.shown.push_str(&a.as_ref().to_string_lossy());
