@@ -3,11 +3,12 @@
 //! The pipeline, top to bottom; each phase is a folder of its own:
 //!
 //! 1. `config/`: flags (`cli`) merged with `PODVISOR_*` variables into a validated [`Config`].
-//! 2. `run/signals`: every handled signal is blocked before any thread or child exists and read
+//! 2. `run/signals`: every signal but KILL and STOP is blocked before any thread or child exists and read
 //!    from a signalfd by one pump task; SIGCHLD makes `run/reaper` (the only waitpid caller)
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
 //! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
-//! 4. `wait/`: every target concurrently under one deadline, one file per probe; a terminating
+//! 4. `wait/`: every target concurrently under one deadline; `target` parses the `--wait URL`
+//!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); a terminating
 //!    signal cancels.
 //! 5. `run/`: `child` spawns the step (own process group, clean mask, terminal); `supervise`
 //!    forwards signals, runs the grace timer and the sidecar's `until`-condition; `leftovers`
@@ -31,7 +32,6 @@ pub mod wait;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use nix::libc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub use after::exit::Outcome;
@@ -98,7 +98,10 @@ async fn run_async(config: &Config) -> Outcome {
             .ok()
     });
     let mut report = Report::default();
-    let outcome = start(config, &mut report).await;
+    let outcome = start(config, &mut report).await.map_exit(&config.map_exit);
+    if let (Outcome::Mapped { code, .. }, Some(from)) = (&outcome, outcome.child_code()) {
+        tracing::info!("exit code {from} mapped to {code} (--map-exit)");
+    }
     if let (Some(marker), Some(path)) = (marker, &config.marker) {
         let record = marker::Record {
             outcome: &outcome,
@@ -106,6 +109,7 @@ async fn run_async(config: &Config) -> Outcome {
             command: &config.command,
             started_at,
             started,
+            map_exit: !config.map_exit.is_empty(),
         };
         if let Err(e) = marker.finish(&record) {
             tracing::error!("cannot write the marker {}: {e}", path.display());
@@ -117,7 +121,7 @@ async fn run_async(config: &Config) -> Outcome {
 /// Signals and reaping, then the steps; every way out of here is recorded by the marker.
 async fn start(config: &Config, report: &mut Report) -> Outcome {
     let reaper = Reaper::new();
-    let source = match signals::SignalSource::open(&config.rewrites) {
+    let source = match signals::SignalSource::open() {
         Ok(s) => s,
         Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),
     };
@@ -125,6 +129,7 @@ async fn start(config: &Config, report: &mut Report) -> Outcome {
         rewrites: config.rewrites.clone(),
         sidecar: config.sidecar,
         stop_signal: config.stop_signal,
+        me: std::process::id() as i32,
     });
     let mut signals = signals::pump(source, reaper.clone(), forwarder.clone());
     steps(config, &reaper, &mut signals, &forwarder, report).await
@@ -145,17 +150,20 @@ async fn steps(
                 *report = done;
                 // Signals that came while the last target turned ready, not read yet, belong
                 // to the wait phase too: they must not reach the child once it starts.
-                if let Some(signo) = queued_during_wait(config, signals).await {
+                if let Some(signo) = queued_during_wait(forwarder.rules(), signals).await {
                     return cancelled(config, signo);
                 }
             }
-            signo = next_terminating(config, signals) => {
+            signo = next_terminating(forwarder.rules(), signals) => {
                 // The marker lists every target as far as it got.
                 *report = tracker.report();
                 return cancelled(config, signo);
             }
         }
         if !report.all_ready() {
+            // --no-strict runs COMMAND anyway; with nothing to run, a failed wait is a failure
+            // (an exec probe `podvisor --no-strict --wait-tcp ...` must not always say ready).
+            let fails = config.strict || config.command.is_empty();
             for t in report.targets.iter().filter(|t| !t.ready) {
                 let line = format!(
                     "{} not ready after {}ms ({}): {}",
@@ -164,13 +172,13 @@ async fn steps(
                     wait::count(t.attempts, "attempt"),
                     t.last_error.as_deref().unwrap_or("no attempt finished")
                 );
-                if config.strict {
+                if fails {
                     tracing::error!("{line}");
                 } else {
                     tracing::warn!("{line}");
                 }
             }
-            if config.strict {
+            if fails {
                 return Outcome::WaitFailed(report.failure());
             }
             tracing::warn!("--no-strict: running the command anyway");
@@ -195,10 +203,10 @@ async fn steps(
                 tracing::info!("until-condition holds");
                 return Outcome::Done;
             }
-            signo = next_terminating(config, signals) => {
+            signo = next_terminating(forwarder.rules(), signals) => {
                 // A sidecar stopped from outside has done its job.
-                if config.sidecar && signo == libc::SIGTERM {
-                    tracing::info!("SIGTERM received: sidecar stopped");
+                if config.sidecar {
+                    tracing::info!("{} received: sidecar stopped", signals::name(signo));
                     return Outcome::Done;
                 }
                 tracing::warn!("{} before the until-condition held", signals::name(signo));
@@ -223,8 +231,11 @@ async fn steps(
 /// The outcome of a terminating signal during the wait phase.
 fn cancelled(config: &Config, signo: i32) -> Outcome {
     // A sidecar stopped from outside (the kubelet at pod end) has nothing left to do.
-    if config.sidecar && signo == libc::SIGTERM {
-        tracing::info!("SIGTERM during the wait phase: sidecar stopped, not running the command");
+    if config.sidecar {
+        tracing::info!(
+            "{} during the wait phase: sidecar stopped, not running the command",
+            signals::name(signo)
+        );
         return Outcome::Done;
     }
     tracing::warn!(
@@ -237,14 +248,14 @@ fn cancelled(config: &Config, signo: i32) -> Outcome {
 /// Drains what the wait phase left unread: the first terminating signal, if any; others are
 /// dropped like those read during the wait.
 async fn queued_during_wait(
-    config: &Config,
+    rules: &signals::Rules,
     signals: &mut UnboundedReceiver<Received>,
 ) -> Option<i32> {
     // A signal already in the signalfd but not yet read by the pump: tokio runs a yielded task
     // only after polling its I/O driver, so the pump gets to read it first.
     tokio::task::yield_now().await;
     while let Ok(got) = signals.try_recv() {
-        if let Some(signo) = terminating(config, got.signo) {
+        if let Some(signo) = rules.terminating(&got) {
             return Some(signo);
         }
         tracing::debug!("{} ignored: no child yet", signals::name(got.signo));
@@ -252,25 +263,19 @@ async fn queued_during_wait(
     None
 }
 
-/// The next terminating signal; others are dropped (there is no child to forward them to yet).
-async fn next_terminating(config: &Config, signals: &mut UnboundedReceiver<Received>) -> i32 {
+/// The next terminating signal (after `--rewrite-signal`); others are dropped (there is no
+/// child to forward them to yet, and they are not kept for it).
+async fn next_terminating(
+    rules: &signals::Rules,
+    signals: &mut UnboundedReceiver<Received>,
+) -> i32 {
     loop {
         match signals.recv().await {
-            Some(got) => match terminating(config, got.signo) {
+            Some(got) => match rules.terminating(&got) {
                 Some(signo) => return signo,
                 None => tracing::debug!("{} ignored: no child yet", signals::name(got.signo)),
             },
             None => return std::future::pending().await,
         }
     }
-}
-
-/// Whether `signo` ends the phase before the child: a terminating signal itself, or one that
-/// `--rewrite-signal` turns into one (`PWR:TERM`, as LXC stops an init), as the rewritten signal.
-fn terminating(config: &Config, signo: i32) -> Option<i32> {
-    if signals::is_terminating(signo) {
-        return Some(signo);
-    }
-    let to = config.rewrite(signo);
-    signals::is_terminating(to).then_some(to)
 }

@@ -67,8 +67,28 @@ const CASES: &[Case] = &[
     ),
     flag(&["--wait-http", "http://"], &["--wait-http", "http://"]),
     flag(
-        &["--wait-http", "https://x/"],
-        &["--wait-http", "https://x/", "http://"],
+        &["--wait-http", "https://x/#insecure=yes"],
+        &["--wait-http", "https://x/#insecure=yes", "takes no value"],
+    ),
+    // --wait URL: unknown scheme, unknown option (with the closest), option of another scheme
+    flag(
+        &["--wait", "ftp://x/"],
+        &["--wait", "ftp://x/", "unknown scheme"],
+    ),
+    flag(
+        &["--wait", "https://es:9200/#stauts=200"],
+        &[
+            "--wait",
+            "unknown option 'stauts' in https://es:9200/#stauts=200; did you mean 'status'?",
+        ],
+    ),
+    flag(
+        &["--wait", "http://x/#insecure"],
+        &["--wait", "'insecure'", "https://"],
+    ),
+    flag(
+        &["--wait", "tcp://db"],
+        &["--wait", "tcp://db", "HOST:PORT"],
     ),
     flag(&["--wait-http", "ftp://x/"], &["--wait-http", "ftp://x/"]),
     // a port that is not 1-65535 (the probe used to fall back to port 80)
@@ -108,6 +128,21 @@ const CASES: &[Case] = &[
         &["--rewrite-signal", "NOPE"],
     ),
     flag(&["--stop-signal", "SIGNOPE"], &["--stop-signal", "SIGNOPE"]),
+    flag(
+        &["--rewrite-signal", "0:TERM"],
+        &["--rewrite-signal", "0:TERM"],
+    ),
+    // bad --map-exit
+    flag(&["--map-exit", "143"], &["--map-exit", "'143'", "FROM:TO"]),
+    flag(&["--map-exit", "256:0"], &["--map-exit", "256:0"]),
+    flag(&["--map-exit", "143:-1"], &["--map-exit", "143:-1"]),
+    flag(&["--map-exit", "-1:0"], &["--map-exit", "-1:0"]),
+    flag(&["--map-exit", "TERM:0"], &["--map-exit", "TERM:0"]),
+    var(
+        "PODVISOR_MAP_EXIT",
+        "143:0, 3",
+        &["PODVISOR_MAP_EXIT", "'3'"],
+    ),
     // empty paths
     flag(&["--wait-file", ""], &["--wait-file"]),
     // a socket path longer than sun_path can hold (107 bytes)
@@ -133,8 +168,17 @@ const CASES: &[Case] = &[
     ),
     var(
         "PODVISOR_WAIT_HTTP",
-        "https://x/",
-        &["PODVISOR_WAIT_HTTP", "https://x/"],
+        "https://x/#ca",
+        &["PODVISOR_WAIT_HTTP", "https://x/#ca", "needs a value"],
+    ),
+    var(
+        "PODVISOR_WAIT",
+        "https://x/#status=200-299,401, postgres://db#stauts=1",
+        &[
+            "PODVISOR_WAIT",
+            "postgres://db#stauts=1",
+            "takes no options",
+        ],
     ),
     var(
         "PODVISOR_WAIT_HTTP",

@@ -50,8 +50,11 @@ fn every_option_in_help_has_a_readme_row_with_its_variable_and_default() {
         let row = usage
             .lines()
             .find(|l| {
-                l.starts_with(&format!("| `--{long}"))
-                    || l.starts_with(&format!("| `-q`, `--{long}"))
+                // The whole name: the row of `--wait` is not the one of `--wait-tcp`.
+                let rest = l
+                    .strip_prefix(&format!("| `--{long}"))
+                    .or_else(|| l.strip_prefix(&format!("| `-q`, `--{long}")));
+                rest.is_some_and(|r| r.starts_with([' ', '`']))
             })
             .unwrap_or_else(|| panic!("README has no row for --{long}"));
         let var = format!("`PODVISOR_{}`", long.to_ascii_uppercase().replace('-', "_"));

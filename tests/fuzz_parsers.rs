@@ -150,7 +150,10 @@ proptest! {
         let built = quick("Config::build", || Config::build(&cli, &|_| None, std::iter::empty()));
         if let Err(e) = built {
             prop_assert!(e.0.contains(&format!("--{long}")), "{e}");
-            prop_assert!(e.0.contains(&logging::show_bytes(&value)), "{e}");
+            // The value as given (bytes that are not UTF-8 as \xNN), unless a password in it
+            // is shown as *** or the message names the target in its own words.
+            let shown = logging::show_bytes(&value);
+            prop_assert!(e.0.contains(&shown) || shown.contains('@') || long == "wait", "{e}");
             prop_assert!(one_printed_line(&e.0), "{e}");
         }
     }

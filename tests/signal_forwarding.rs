@@ -1,5 +1,6 @@
 //! Forwarded signals reach the child exactly once, whether sent to podvisor or to its whole
-//! process group; CHLD, URG and job-control stops are not forwarded; --rewrite-signal.
+//! process group; CHLD is not forwarded; job-control stops sent by a process reach the child,
+//! never stop podvisor; --rewrite-signal (SIG:0 drops SIG). tests/signal_every.rs walks 1..64.
 
 mod support;
 
@@ -115,31 +116,30 @@ fn real_time_signals_keep_their_count() {
 }
 
 #[test]
-fn urg_and_chld_are_not_forwarded() {
+fn chld_is_not_forwarded_urg_is() {
     let cmd = podvisor_sigecho(&[], &["--exit-on", &exit_on_sentinel()]);
     let mut s = Supervised::start(cmd, true);
     s.expect("ready");
-    s.signal(libc::SIGURG);
     s.signal(libc::SIGCHLD);
-    s.signal(libc::SIGUSR1);
-    s.expect("SIGUSR1");
     s.signal(libc::SIGURG);
+    s.expect("SIGURG");
     s.signal(libc::SIGCHLD);
-    // Read after the standard signals above: had they been forwarded, they would show first.
+    // Read after the standard signals above: had CHLD been forwarded, it would show first.
     s.signal(sentinel());
     let f = s.finish(Duration::from_secs(15));
     f.assert_code(0);
-    assert_eq!(f.count("SIGURG"), 0, "{}", f.explain());
+    assert_eq!(f.count("SIGURG"), 1, "{}", f.explain());
     assert_eq!(f.count("SIGCHLD"), 0, "{}", f.explain());
 }
 
 #[test]
-fn job_control_signals_do_not_stop_podvisor() {
+fn job_control_signals_sent_to_podvisor_reach_the_child_and_never_stop_podvisor() {
     let cmd = podvisor_sigecho(&[], &["--exit-on", &exit_on_sentinel()]);
     let mut s = Supervised::start(cmd, true);
     s.expect("ready");
     for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
         s.signal(sig);
+        s.expect(&name(sig));
     }
     // A stopped podvisor would not forward this one.
     s.signal(libc::SIGUSR2);
@@ -150,8 +150,36 @@ fn job_control_signals_do_not_stop_podvisor() {
     let f = s.finish(Duration::from_secs(15));
     f.assert_code(0);
     for stop in ["SIGTSTP", "SIGTTIN", "SIGTTOU"] {
-        assert_eq!(f.count(stop), 0, "{stop} forwarded\n{}", f.explain());
+        assert_eq!(f.count(stop), 1, "{stop}\n{}", f.explain());
     }
+}
+
+#[test]
+fn rewrite_to_0_drops_the_signal_without_a_grace_period() {
+    let cmd = podvisor_sigecho(
+        &[
+            "--grace-period",
+            "200ms",
+            "--rewrite-signal",
+            "TERM:0",
+            "--rewrite-signal",
+            "USR1:0",
+        ],
+        &["--exit-on", "SIGUSR2:5"],
+    );
+    let mut s = Supervised::start(cmd, true);
+    s.expect("ready");
+    s.signal(libc::SIGTERM);
+    s.signal(libc::SIGUSR1);
+    s.expect_stderr("SIGUSR1 dropped (--rewrite-signal)");
+    s.expect_stderr("SIGTERM dropped (--rewrite-signal)");
+    // No grace period started: well past its 200ms the child still answers.
+    std::thread::sleep(Duration::from_millis(600));
+    s.signal(libc::SIGUSR2);
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(5);
+    assert_eq!(f.count("SIGTERM"), 0, "{}", f.explain());
+    assert_eq!(f.count("SIGUSR1"), 0, "{}", f.explain());
 }
 
 #[test]
@@ -261,7 +289,7 @@ fn rewriting_a_signal_podvisor_cannot_take_is_a_warning() {
     let cmd = podvisor_sigecho(
         &[
             "--rewrite-signal",
-            "SEGV:TERM",
+            "KILL:TERM",
             "--rewrite-signal",
             "CHLD:TERM",
         ],
@@ -272,6 +300,6 @@ fn rewriting_a_signal_podvisor_cannot_take_is_a_warning() {
     s.signal(libc::SIGUSR1);
     s.finish(Duration::from_secs(15))
         .assert_code(0)
-        .assert_stderr_has("--rewrite-signal SIGSEGV: podvisor cannot take this signal")
+        .assert_stderr_has("--rewrite-signal SIGKILL: podvisor cannot take this signal")
         .assert_stderr_has("--rewrite-signal SIGCHLD: podvisor cannot take this signal");
 }

@@ -132,6 +132,30 @@ fn no_strict_warns_then_runs_the_command_and_returns_its_status() {
 }
 
 #[test]
+fn no_strict_without_a_command_still_fails_the_wait_with_124() {
+    // An exec probe with PODVISOR_NO_STRICT=1 in its image must not always say ready.
+    let target = closed_port();
+    for env in [false, true] {
+        let mut cmd = TestCommand::new();
+        cmd = if env {
+            cmd.env("PODVISOR_NO_STRICT", "1")
+        } else {
+            cmd.arg("--no-strict")
+        };
+        let run = cmd
+            .args(["--timeout", "500ms", "--wait-tcp", &target])
+            .run();
+        run.assert_code(124)
+            .assert_stderr_has(&format!("error: tcp://{target} not ready after"));
+        assert!(
+            !run.stderr().contains("running the command"),
+            "{}",
+            run.explain()
+        );
+    }
+}
+
+#[test]
 fn timeout_zero_means_no_deadline() {
     let dir = TempDir::new("timeout0");
     let f = dir.path().join("late");

@@ -4,9 +4,10 @@
 //! |----------------------------------|----------------------|
 //! | COMMAND exited with N            | N                    |
 //! | COMMAND killed by signal N       | 128+N                |
+//! | either, with `--map-exit FROM:TO` matching that N or 128+N | TO |
 //! | sidecar stopped on request       | 0                    |
 //! | no COMMAND, waits/until done     | 0                    |
-//! | wait phase failed (strict)       | 124                  |
+//! | wait failed (strict, or no COMMAND) | 124               |
 //! | podvisor's own/config error      | 125                  |
 //! | no process/memory/fd for COMMAND | 125                  |
 //! | COMMAND found, not executable    | 126                  |
@@ -46,6 +47,8 @@ impl ChildEnd {
 pub enum Outcome {
     /// COMMAND ran and ended by itself (or by a forwarded signal).
     Child(ChildEnd),
+    /// COMMAND ended so, and `--map-exit` turned its code into `code`.
+    Mapped { end: ChildEnd, code: u8 },
     /// COMMAND was stopped because the sidecar's work is done; counts as success.
     Stopped(ChildEnd),
     /// Nothing to run: the waits (and until-conditions) were satisfied.
@@ -66,11 +69,38 @@ impl Outcome {
     pub fn code(&self) -> u8 {
         match self {
             Outcome::Child(end) => end.code(),
+            Outcome::Mapped { code, .. } => *code,
             Outcome::Stopped(_) | Outcome::Done => 0,
             Outcome::WaitFailed(_) => WAIT_FAILED,
             Outcome::Cancelled(sig) => ChildEnd::Signaled(*sig).code(),
             Outcome::SpawnFailed { code, .. } => *code,
             Outcome::Error(_) => OWN_ERROR,
+        }
+    }
+}
+
+impl Outcome {
+    /// How COMMAND itself ended, when it ran: the code podvisor would return for it (its
+    /// status, or 128+N) before `--map-exit` and the sidecar's "stopped is success".
+    pub fn child_code(&self) -> Option<u8> {
+        match self {
+            Outcome::Child(end) | Outcome::Stopped(end) | Outcome::Mapped { end, .. } => {
+                Some(end.code())
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies `--map-exit FROM:TO` (first match wins) to COMMAND's own end. podvisor's own
+    /// outcomes (a failed or cancelled wait, a spawn failure, its errors, a sidecar's stop, no
+    /// COMMAND) keep their codes.
+    pub fn map_exit(self, table: &[(u8, u8)]) -> Outcome {
+        match self {
+            Outcome::Child(end) => match table.iter().find(|&&(from, _)| from == end.code()) {
+                Some(&(_, code)) => Outcome::Mapped { end, code },
+                None => self,
+            },
+            other => other,
         }
     }
 }
@@ -88,5 +118,32 @@ mod tests {
         assert_eq!(Outcome::WaitFailed(String::new()).code(), 124);
         assert_eq!(Outcome::Cancelled(2).code(), 130);
         assert_eq!(Outcome::Error(String::new()).code(), 125);
+    }
+
+    #[test]
+    fn map_exit_touches_only_the_commands_own_end() {
+        let table = [(143, 0), (3, 7), (3, 9), (124, 0)];
+        let term = Outcome::Child(ChildEnd::Signaled(15)).map_exit(&table);
+        assert_eq!(term.code(), 0);
+        assert_eq!(term.child_code(), Some(143));
+        assert_eq!(
+            Outcome::Child(ChildEnd::Exited(143))
+                .map_exit(&table)
+                .code(),
+            0
+        );
+        assert_eq!(
+            Outcome::Child(ChildEnd::Exited(3)).map_exit(&table).code(),
+            7
+        );
+        assert_eq!(
+            Outcome::Child(ChildEnd::Exited(4)).map_exit(&table).code(),
+            4
+        );
+        let failed = Outcome::WaitFailed(String::new()).map_exit(&table);
+        assert_eq!((failed.code(), failed.child_code()), (124, None));
+        assert_eq!(Outcome::Cancelled(15).map_exit(&table).code(), 143);
+        let stopped = Outcome::Stopped(ChildEnd::Exited(3)).map_exit(&table);
+        assert_eq!((stopped.code(), stopped.child_code()), (0, Some(3)));
     }
 }

@@ -48,6 +48,8 @@ pub struct Record<'a> {
     pub started_at: SystemTime,
     /// When podvisor started, by the monotonic clock (for duration_ms).
     pub started: Instant,
+    /// `--map-exit` is in use: the marker adds `child_exit_code`.
+    pub map_exit: bool,
 }
 
 /// The marker's JSON, field for field as documented in the README.
@@ -56,6 +58,10 @@ struct Json<'a> {
     version: u32,
     status: &'static str,
     exit_code: u8,
+    /// Only under `--map-exit`, where `exit_code` may differ from it: the command's own code
+    /// (null when it did not run). Left out otherwise, so the first schema stays as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    child_exit_code: Option<Option<u8>>,
     signal: Option<String>,
     reason: String,
     command: Vec<String>,
@@ -72,6 +78,9 @@ struct Wait<'a> {
     ready: bool,
     after_ms: u64,
     attempts: u32,
+    /// Why it is not ready, in the server's terms; absent when ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<&'a str>,
 }
 
 /// `PATH.lock`.
@@ -245,11 +254,20 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
 fn render(record: &Record<'_>, finished_at: SystemTime) -> Vec<u8> {
     let outcome = record.outcome;
     let (status, signal) = match outcome {
-        Outcome::Child(ChildEnd::Signaled(s)) => ("signaled", Some(signals::name(*s))),
+        Outcome::Child(ChildEnd::Signaled(s))
+        | Outcome::Mapped {
+            end: ChildEnd::Signaled(s),
+            ..
+        } => ("signaled", Some(signals::name(*s))),
         Outcome::Cancelled(s) => ("cancelled", Some(signals::name(*s))),
-        Outcome::Child(ChildEnd::Exited(_)) | Outcome::Stopped(_) | Outcome::Done => {
-            ("exited", None)
+        // A stopped sidecar's end is its success, whatever the child died of.
+        Outcome::Child(ChildEnd::Exited(_))
+        | Outcome::Stopped(_)
+        | Outcome::Mapped {
+            end: ChildEnd::Exited(_),
+            ..
         }
+        | Outcome::Done => ("exited", None),
         Outcome::WaitFailed(_) => ("wait_failed", None),
         // podvisor's own failure before the step could start is a failure to start it.
         Outcome::SpawnFailed { .. } | Outcome::Error(_) => ("spawn_failed", None),
@@ -258,6 +276,7 @@ fn render(record: &Record<'_>, finished_at: SystemTime) -> Vec<u8> {
         version: 1,
         status,
         exit_code: outcome.code(),
+        child_exit_code: record.map_exit.then(|| outcome.child_code()),
         signal,
         reason: reason(outcome),
         command: record
@@ -277,6 +296,7 @@ fn render(record: &Record<'_>, finished_at: SystemTime) -> Vec<u8> {
                 ready: t.ready,
                 after_ms: millis(t.after),
                 attempts: t.attempts,
+                last_error: t.last_error.as_deref(),
             })
             .collect(),
     };
@@ -293,6 +313,11 @@ fn reason(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Child(end) => the_command(*end),
         Outcome::Stopped(end) => format!("stopped on request: {}", the_command(*end)),
+        Outcome::Mapped { end, code } => format!(
+            "{}; --map-exit {}:{code} made it exit {code}",
+            the_command(*end),
+            end.code()
+        ),
         Outcome::Done => "no command to run; every condition held".into(),
         Outcome::WaitFailed(why) => format!("wait failed (exit {}): {why}", exit::WAIT_FAILED),
         Outcome::Cancelled(s) => format!(
@@ -329,6 +354,10 @@ mod tests {
     use std::time::Duration;
 
     fn parse(outcome: Outcome) -> serde_json::Value {
+        parse_with(outcome, true)
+    }
+
+    fn parse_with(outcome: Outcome, map_exit: bool) -> serde_json::Value {
         let waits = Report {
             targets: vec![TargetReport {
                 target: "tcp://localhost:80".into(),
@@ -346,6 +375,7 @@ mod tests {
             command: &command,
             started_at,
             started: Instant::now(),
+            map_exit,
         };
         let bytes = render(&record, started_at + Duration::from_secs(2));
         assert_eq!(bytes.last(), Some(&b'\n'));
@@ -367,12 +397,28 @@ mod tests {
             reason_of(Outcome::Stopped(ChildEnd::Signaled(libc::SIGQUIT))),
             "stopped on request: the command was killed by SIGQUIT"
         );
+        assert_eq!(
+            reason_of(Outcome::Mapped {
+                end: ChildEnd::Exited(143),
+                code: 0
+            }),
+            "the command exited with 143; --map-exit 143:0 made it exit 0"
+        );
     }
 
     #[test]
     fn schema_of_every_status() {
         let cases = [
             (Outcome::Child(ChildEnd::Exited(3)), "exited", 3, None),
+            (
+                Outcome::Mapped {
+                    end: ChildEnd::Signaled(libc::SIGTERM),
+                    code: 0,
+                },
+                "signaled",
+                0,
+                Some("SIGTERM"),
+            ),
             (
                 Outcome::Child(ChildEnd::Signaled(libc::SIGKILL)),
                 "signaled",
@@ -416,6 +462,7 @@ mod tests {
                 "version",
                 "status",
                 "exit_code",
+                "child_exit_code",
                 "signal",
                 "reason",
                 "command",
@@ -432,6 +479,12 @@ mod tests {
             assert_eq!(v["status"], status, "{outcome:?}");
             assert_eq!(v["exit_code"], code, "{outcome:?}");
             assert_eq!(v["signal"].as_str(), signal, "{outcome:?}");
+            let child = outcome.child_code().map(serde_json::Value::from);
+            assert_eq!(
+                v["child_exit_code"],
+                child.unwrap_or(serde_json::Value::Null),
+                "{outcome:?}"
+            );
             assert!(!v["reason"].as_str().unwrap_or("").is_empty());
             assert!(!v["reason"].as_str().unwrap_or("\n").contains('\n'));
             assert_eq!(v["command"], serde_json::json!(["make", "test"]));
@@ -443,6 +496,14 @@ mod tests {
                 serde_json::json!([{"target":"tcp://localhost:80","ready":true,"after_ms":123,"attempts":4}])
             );
         }
+    }
+
+    #[test]
+    fn child_exit_code_only_under_map_exit() {
+        let v = parse_with(Outcome::Child(ChildEnd::Exited(3)), false);
+        assert!(v.get("child_exit_code").is_none(), "{v}");
+        let v = parse_with(Outcome::WaitFailed(String::new()), true);
+        assert!(v["child_exit_code"].is_null(), "{v}");
     }
 
     #[test]

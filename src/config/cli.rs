@@ -22,6 +22,9 @@ use clap::{ArgAction, CommandFactory, Parser};
     allow_negative_numbers = true
 )]
 pub struct Cli {
+    /// Wait until URL is ready: tcp://, http://, https://, unix://, file://, postgres://, redis://, mysql://, log://; options after # (https://es:9200/#status=200-299,401&insecure); repeatable.
+    #[arg(long, value_name = "URL", action = ArgAction::Append)]
+    pub wait: Vec<OsString>,
     /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6); repeatable.
     #[arg(long, value_name = "HOST:PORT", action = ArgAction::Append)]
     pub wait_tcp: Vec<OsString>,
@@ -31,7 +34,7 @@ pub struct Cli {
     /// Wait until a connect to the unix socket PATH (at most 107 bytes) succeeds; repeatable.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub wait_unix: Vec<OsString>,
-    /// Wait until an HTTP GET of URL (http://) answers 2xx; repeatable.
+    /// Wait until an HTTP GET of URL (http:// or https://, options after # as for --wait) answers 2xx; repeatable.
     #[arg(long, value_name = "URL", action = ArgAction::Append)]
     pub wait_http: Vec<OsString>,
     /// Wait until `/bin/sh -c STRING` exits 0 (its output shown at debug level); repeatable.
@@ -52,7 +55,7 @@ pub struct Cli {
     /// Bound on one attempt, never beyond the overall deadline [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub attempt_timeout: Option<OsString>,
-    /// On wait failure: warn, then run COMMAND anyway.
+    /// On wait failure: warn, then run COMMAND anyway (with no COMMAND the wait still fails: 124).
     #[arg(long)]
     pub no_strict: bool,
     /// Run `/bin/sh -c STRING` as the command.
@@ -70,9 +73,13 @@ pub struct Cli {
     /// Signal only the direct child, and leave it in podvisor's process group.
     #[arg(long)]
     pub no_group: bool,
-    /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT); repeatable.
+    /// Rewrite signal FROM into TO before forwarding it (names or numbers, e.g. TERM:QUIT; TO 0 drops FROM); repeatable.
     #[arg(long, value_name = "FROM:TO", action = ArgAction::Append)]
     pub rewrite_signal: Vec<OsString>,
+    /// Exit TO when COMMAND's status is FROM (0-255; a death by signal N is 128+N, so 143:0 also maps SIGTERM); repeatable.
+    // Hyphen values: `--map-exit -1:0` is a bad value to name, not an unknown flag.
+    #[arg(long, value_name = "FROM:TO", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub map_exit: Vec<OsString>,
     /// After a terminating signal is forwarded, SIGKILL the group when this runs out [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub grace_period: Option<OsString>,
@@ -85,10 +92,10 @@ pub struct Cli {
     /// Stop COMMAND (and exit 0) once every listed command container is finished; repeatable; implies --sidecar.
     #[arg(long, value_name = "PATH", action = ArgAction::Append)]
     pub until_marker: Vec<OsString>,
-    /// Signal that stops COMMAND in the sidecar role [default: TERM].
+    /// Signal that stops COMMAND in the sidecar role [default: the signal that arrived; TERM when an until-condition stops it].
     #[arg(long, value_name = "SIG")]
     pub stop_signal: Option<OsString>,
-    /// Sidecar role: SIGTERM becomes --stop-signal, and the stopped child's death counts as success.
+    /// Sidecar role: the first TERM, INT, QUIT or HUP is the stop request (sent on as --stop-signal when set), and the stopped child's death counts as success.
     #[arg(long)]
     pub sidecar: bool,
     /// Copy this executable into DIR (atomically, mode 0755) and exit.

@@ -11,8 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::libc;
-
 use clap::{CommandFactory, Parser};
 
 use crate::run::signals;
@@ -48,6 +46,8 @@ pub struct Config {
     pub group: bool,
     /// Signal rewrites applied before forwarding, as (from, to).
     pub rewrites: Vec<(i32, i32)>,
+    /// `--map-exit FROM:TO`: exit TO when COMMAND's would-be exit code is FROM; first match wins.
+    pub map_exit: Vec<(u8, u8)>,
     /// Time between a terminating signal and SIGKILL.
     pub grace_period: Duration,
     /// Where to write the step's marker.
@@ -56,8 +56,9 @@ pub struct Config {
     pub until_files: Vec<PathBuf>,
     /// Command containers' markers that must all be finished before the sidecar stops.
     pub until_markers: Vec<PathBuf>,
-    /// The signal that stops the child in the sidecar role.
-    pub stop_signal: i32,
+    /// `--stop-signal` when set: what stops the child in the sidecar role. Unset, a stop request
+    /// passes on the signal that arrived, and the until-condition stops with SIGTERM.
+    pub stop_signal: Option<i32>,
     /// Sidecar role (also implied by any until-condition).
     pub sidecar: bool,
     /// Copy the executable here and exit.
@@ -101,6 +102,20 @@ impl Raw {
             crate::logging::show_bytes(&self.value),
             self.origin
         ))
+    }
+
+    /// A bad URL target: the value is shown with its password as `***`, and a message that
+    /// already names the target (an unknown option) is not given it twice.
+    fn bad_target(&self, why: String) -> ConfigError {
+        let shown = target::redact(&crate::logging::show_bytes(&self.value));
+        if why.contains(shown.trim()) {
+            ConfigError(format!("invalid value for {}: {why}", self.origin))
+        } else {
+            ConfigError(format!(
+                "invalid value '{shown}' for {}: {why}",
+                self.origin
+            ))
+        }
     }
 
     /// The value as text: only paths and the command may be arbitrary bytes.
@@ -150,6 +165,20 @@ impl Sources<'_> {
         let Some(raw) = self.env_value(long) else {
             return Vec::new();
         };
+        if long == "wait" {
+            // A target's own options may hold commas (`#status=200-299,401`): PODVISOR_WAIT
+            // splits only before the next `SCHEME://`.
+            return match raw.value.to_str() {
+                Some(text) => target::split_list(text)
+                    .into_iter()
+                    .map(|item| Raw {
+                        value: item.into(),
+                        origin: raw.origin.clone(),
+                    })
+                    .collect(),
+                None => vec![raw],
+            };
+        }
         raw.value
             .as_bytes()
             .split(|&b| b == b',')
@@ -206,16 +235,10 @@ impl Sources<'_> {
         self.one(long, flag).map(|raw| raw.path()).transpose()
     }
 
-    fn signal(
-        &self,
-        long: &str,
-        flag: &Option<OsString>,
-        default: i32,
-    ) -> Result<i32, ConfigError> {
-        match self.one(long, flag) {
-            None => Ok(default),
-            Some(raw) => signals::parse(raw.word()?).map_err(|e| raw.bad(e)),
-        }
+    fn signal(&self, long: &str, flag: &Option<OsString>) -> Result<Option<i32>, ConfigError> {
+        self.one(long, flag)
+            .map(|raw| signals::parse(raw.word()?).map_err(|e| raw.bad(e)))
+            .transpose()
     }
 }
 
@@ -262,6 +285,13 @@ impl Config {
         let mut warnings = unknown_variables(all_env);
 
         let mut waits = Vec::new();
+        for raw in src.many("wait", &cli.wait) {
+            let text = raw
+                .value
+                .to_str()
+                .ok_or_else(|| raw.bad_target("not valid UTF-8".into()))?;
+            waits.push(target::parse(text).map_err(|e| raw.bad_target(e))?);
+        }
         for raw in src.many("wait-tcp", &cli.wait_tcp) {
             waits.push(target::parse_host_port(raw.text()?).map_err(|e| raw.bad(e))?);
         }
@@ -274,7 +304,7 @@ impl Config {
             waits.push(Target::Unix(path));
         }
         for raw in src.many("wait-http", &cli.wait_http) {
-            waits.push(target::parse_http(raw.text()?).map_err(|e| raw.bad(e))?);
+            waits.push(target::parse_http(raw.text()?).map_err(|e| raw.bad_target(e))?);
         }
         for raw in src.many("wait-cmd", &cli.wait_cmd) {
             waits.push(Target::Cmd(raw.text()?.to_owned()));
@@ -289,6 +319,17 @@ impl Config {
             &cli.attempt_timeout,
             Duration::from_secs(5),
         )?;
+        // A hold as long as the attempt could never end ready.
+        for w in &waits {
+            if let Target::Tcp(t) = w {
+                if t.hold.is_some_and(|h| h >= attempt_timeout) {
+                    return Err(ConfigError(format!(
+                        "invalid value for --wait: the hold of {w} must be shorter than --attempt-timeout ({})",
+                        duration::show(attempt_timeout)
+                    )));
+                }
+            }
+        }
         let retries = match src.one("retries", &cli.retries) {
             None => None,
             Some(raw) => Some(
@@ -337,8 +378,24 @@ impl Config {
                 .split_once(':')
                 .ok_or_else(|| raw.bad("expected FROM:TO, e.g. TERM:QUIT"))?;
             let from = signals::parse(from).map_err(|e| raw.bad(format!("{from}: {e}")))?;
-            let to = signals::parse(to).map_err(|e| raw.bad(format!("{to}: {e}")))?;
+            // TO 0 drops FROM, as dumb-init's `-r SIG:0`.
+            let to = match to.trim() {
+                "0" => 0,
+                to => signals::parse(to).map_err(|e| raw.bad(format!("{to}: {e}")))?,
+            };
             rewrites.push((from, to));
+        }
+
+        let mut map_exit = Vec::new();
+        for raw in src.many("map-exit", &cli.map_exit) {
+            let code = |text: &str| text.trim().parse::<u8>().ok();
+            let pair = raw
+                .word()?
+                .split_once(':')
+                .and_then(|(from, to)| Some((code(from)?, code(to)?)));
+            map_exit.push(pair.ok_or_else(|| {
+                raw.bad("expected FROM:TO, two exit codes from 0 to 255 (e.g. 143:0)")
+            })?);
         }
 
         let until_files = src.paths("until-file", &cli.until_file)?;
@@ -362,6 +419,7 @@ impl Config {
             log_level,
             group: !src.flag("no-group", cli.no_group)?,
             rewrites,
+            map_exit,
             grace_period: src.duration(
                 "grace-period",
                 &cli.grace_period,
@@ -370,19 +428,11 @@ impl Config {
             marker: src.path("marker", &cli.marker)?,
             until_files,
             until_markers,
-            stop_signal: src.signal("stop-signal", &cli.stop_signal, libc::SIGTERM)?,
+            stop_signal: src.signal("stop-signal", &cli.stop_signal)?,
             sidecar,
             install_to: src.path("install-to", &cli.install_to)?,
             warnings,
         })
-    }
-
-    /// The signal to forward in place of `signo`.
-    pub fn rewrite(&self, signo: i32) -> i32 {
-        self.rewrites
-            .iter()
-            .find(|(from, _)| *from == signo)
-            .map_or(signo, |&(_, to)| to)
     }
 }
 
@@ -467,7 +517,7 @@ fn unknown_variables(all_env: impl Iterator<Item = (OsString, OsString)>) -> Vec
 
 /// Edit distance with adjacent transpositions (TPC -> TCP is one edit); names are short, so
 /// the full table is fine.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for (i, row) in d.iter_mut().enumerate() {
@@ -520,7 +570,7 @@ mod tests {
         assert_eq!(c.policy.retries, None);
         assert_eq!(c.policy.attempt_timeout, Duration::from_secs(5));
         assert_eq!(c.grace_period, Duration::from_secs(10));
-        assert_eq!(c.stop_signal, libc::SIGTERM);
+        assert_eq!(c.stop_signal, None);
         assert!(c.strict && c.group && !c.sidecar);
     }
 
@@ -557,7 +607,7 @@ mod tests {
             e.contains("PODVISOR_NO_STRICT") && e.contains("maybe"),
             "{e}"
         );
-        assert!(build(&["--wait-http", "https://x/"], &[]).is_err());
+        assert!(build(&["--wait-http", "ftp://x/"], &[]).is_err());
         assert!(build(&["--retries", "-1"], &[]).is_err());
         assert!(build(&["--rewrite-signal", "TERM"], &[]).is_err());
         assert!(build(&["--sh", "true", "--", "ls"], &[]).is_err());
@@ -697,6 +747,29 @@ mod tests {
             one_line(text),
             "unexpected argument '--x\nforged: line' found"
         );
+    }
+
+    #[test]
+    fn map_exit_pairs_and_errors() {
+        let c = build(&["--map-exit", "143:0", "--map-exit", "3:0"], &[]).unwrap();
+        assert_eq!(c.map_exit, [(143, 0), (3, 0)]);
+        let c = build(&[], &[("PODVISOR_MAP_EXIT", "143:0, 1 : 2")]).unwrap();
+        assert_eq!(c.map_exit, [(143, 0), (1, 2)]);
+        for bad in ["143", "256:0", "x:0", "-1:0", "1:2:3", "1:"] {
+            let e = build(&["--map-exit", bad], &[]).unwrap_err().0;
+            assert!(e.contains("--map-exit") && e.contains(bad), "{e}");
+        }
+        let e = build(&[], &[("PODVISOR_MAP_EXIT", "143:0,9")])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("PODVISOR_MAP_EXIT") && e.contains("'9'"), "{e}");
+    }
+
+    #[test]
+    fn rewrite_to_zero_drops() {
+        let c = build(&["--rewrite-signal", "TERM:0"], &[]).unwrap();
+        assert_eq!(c.rewrites, [(15, 0)]);
+        assert!(build(&["--rewrite-signal", "0:TERM"], &[]).is_err());
     }
 
     #[test]

@@ -7,12 +7,12 @@
 //! The child gets an empty mask and default dispositions back before exec (see `child.rs`).
 
 use std::io;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::libc;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -28,38 +28,22 @@ pub fn rtmin() -> i32 {
     libc::SIGRTMIN().min(34)
 }
 
-/// Signals relayed to the child: HUP INT QUIT TERM USR1 USR2 WINCH CONT ALRM and the real-time ones.
-pub fn is_forwarded(signo: i32) -> bool {
-    const FORWARDED: [i32; 9] = [
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTERM,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGWINCH,
-        libc::SIGCONT,
-        libc::SIGALRM,
-    ];
-    FORWARDED.contains(&signo) || (rtmin()..=libc::SIGRTMAX()).contains(&signo)
-}
-
 /// Signals that ask the step to end; they start the grace period and cancel the wait phase.
 pub fn is_terminating(signo: i32) -> bool {
     [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP].contains(&signo)
 }
 
-/// Job-control stops aimed at podvisor itself: read and dropped, so podvisor never stops.
-fn is_job_control(signo: i32) -> bool {
-    [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&signo)
+/// KILL and STOP: no process can block, catch or ignore them.
+fn uncatchable(signo: i32) -> bool {
+    signo == libc::SIGKILL || signo == libc::SIGSTOP
 }
 
-/// Signals that cannot be read here: KILL and STOP cannot be blocked, and a blocked synchronous
-/// fault would turn a crash into a hang.
-fn unreadable(signo: i32) -> bool {
+/// The synchronous faults. Blocked like every other signal, so that one sent with kill(2) is
+/// read and forwarded instead of killing podvisor; a genuine fault of podvisor still kills it:
+/// the kernel (force_sig_info_to_task) unblocks a fault it raises and resets it to SIG_DFL.
+/// Their disposition is left alone (Rust's stack-overflow handler).
+fn is_fault(signo: i32) -> bool {
     [
-        libc::SIGKILL,
-        libc::SIGSTOP,
         libc::SIGSEGV,
         libc::SIGBUS,
         libc::SIGFPE,
@@ -70,27 +54,16 @@ fn unreadable(signo: i32) -> bool {
     .contains(&signo)
 }
 
-/// Every signal podvisor reads from its signalfd: forwarded, CHLD, job control, and the sources
-/// of `--rewrite-signal` (so that e.g. `PWR:TERM`, LXC's way to stop an init, works).
-fn handled(rewritten: &[i32]) -> Vec<i32> {
-    (1..=libc::SIGRTMAX())
-        .filter(|&s| {
-            is_forwarded(s)
-                || is_job_control(s)
-                || s == libc::SIGCHLD
-                || (rewritten.contains(&s) && !unreadable(s))
-        })
-        .collect()
+/// Every signal podvisor reads from its signalfd: 1..=64 but KILL and STOP. 32 and 33 too
+/// (glibc's and musl's internal signals: podvisor uses neither thread cancellation nor
+/// setuid-in-threads nor timer threads, and unblocked, their default action would kill it).
+fn handled() -> impl Iterator<Item = i32> {
+    (1..=64).filter(|&s| !uncatchable(s))
 }
 
-/// The FROM side of every `--rewrite-signal`.
-fn sources(rewrites: &[(i32, i32)]) -> Vec<i32> {
-    rewrites.iter().map(|&(from, _)| from).collect()
-}
-
-fn sigset(signals: &[i32]) -> SigSet {
+fn sigset(signals: impl IntoIterator<Item = i32>) -> SigSet {
     // SAFETY: a sigset_t is plain data; RT signals have no nix name.
-    unsafe { SigSet::from_sigset_t_unchecked(raw_sigset(signals.iter().copied())) }
+    unsafe { SigSet::from_sigset_t_unchecked(raw_sigset(signals)) }
 }
 
 /// A sigset_t with these signals (1..=64), written bit by bit: musl's sigaddset and sigfillset
@@ -128,44 +101,51 @@ pub fn set_default(signo: i32) {
     }
 }
 
-/// Blocks every signal podvisor always handles (all but the `--rewrite-signal` sources) in the
-/// calling thread: the first thing `main` does, before the configuration is parsed, so that a
-/// signal arriving in podvisor's first milliseconds is queued, not acted on by its default
-/// action (a SIGUSR1 then killed podvisor itself). Also puts them back to their default
-/// disposition: podvisor may have inherited some as ignored (nohup, some CI agents), and an
-/// ignored signal that is not blocked would be lost.
+/// Blocks every signal but KILL and STOP in the calling thread: the first thing `main` does,
+/// before the configuration is parsed, so that no signal sent to podvisor at any moment (a
+/// SIGUSR1 in its first milliseconds, a SIGPWR, a kill -SEGV) is acted on by its default action:
+/// each is queued and read from the signalfd. Blocked signals queue even for PID 1, whose
+/// default-disposition signals the kernel would otherwise drop.
+///
+/// Also puts them back to their default disposition: podvisor may have inherited some as
+/// ignored (nohup, some CI agents; an ignored SIGCHLD would make the kernel reap the step behind
+/// our back). Left alone: the faults (see [`is_fault`]) and SIGPIPE, which Rust's runtime
+/// ignores, so that a write to a closed pipe stays EPIPE in any thread.
+///
+/// The raw rt_sigprocmask syscall: glibc's sigprocmask and pthread_sigmask silently drop its
+/// internal signals 32 and 33 from the set, which would leave them fatal.
 pub fn block_early() -> io::Result<()> {
-    reset_and_block(&handled(&[]))
+    for s in handled().filter(|&s| !is_fault(s) && s != libc::SIGPIPE) {
+        set_default(s);
+    }
+    let set = raw_sigset(handled());
+    // SAFETY: rt_sigprocmask with a valid set and no old-set pointer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &set as *const libc::sigset_t,
+            std::ptr::null_mut::<libc::sigset_t>(),
+            8usize,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
-/// Then, once the configuration is known: the `--rewrite-signal` sources, the same way. Call
-/// after `block_early` and before any thread or child exists. Only what `block_early` did not
-/// cover: setting a pending default-ignored signal (CONT, WINCH) to SIG_DFL again would discard
-/// it (sigaction(2)).
+/// Once the configuration is known: says which `--rewrite-signal` sources podvisor can never
+/// see (everything else is already blocked by [`block_early`]).
 pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
     for &(from, _) in rewrites {
-        if unreadable(from) || from == libc::SIGCHLD {
+        if uncatchable(from) || from == libc::SIGCHLD {
             tracing::warn!(
                 "--rewrite-signal {}: podvisor cannot take this signal, it is never rewritten",
                 name(from)
             );
         }
     }
-    let always = handled(&[]);
-    let more: Vec<i32> = handled(&sources(rewrites))
-        .into_iter()
-        .filter(|s| !always.contains(s))
-        .collect();
-    reset_and_block(&more)
-}
-
-fn reset_and_block(handled: &[i32]) -> io::Result<()> {
-    for &s in handled {
-        // SIGCHLD too: inherited as SIG_IGN it would make the kernel reap our children itself
-        // (waitpid(2): ECHILD), and the step's status would be lost.
-        set_default(s);
-    }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigset(handled)), None)?;
     Ok(())
 }
 
@@ -178,8 +158,9 @@ pub struct Received {
     pub sender: i32,
     /// siginfo's si_code: SI_USER for kill(2), SI_KERNEL for the terminal's Ctrl-C, ...
     pub code: i32,
-    /// The pump has already sent what this signal routes to (see [`Forwarder`]).
-    pub sent: bool,
+    /// Where the pump routed it, having sent what the route says: `None` when no child ran at
+    /// that moment (see [`Forwarder`]).
+    pub routed: Option<Route>,
 }
 
 impl Received {
@@ -189,46 +170,59 @@ impl Received {
         self.code == libc::SI_KERNEL
             && [libc::SIGINT, libc::SIGQUIT, libc::SIGWINCH].contains(&self.signo)
     }
+
+    /// A signal about podvisor itself rather than a message for the step: one the kernel raised
+    /// for podvisor's own doing (SIGPIPE or SIGXFSZ from its own write: si_code SI_USER with its
+    /// own pid), or a kernel signal other than the terminal's (si_code > 0: SIGTTIN/SIGTTOU for
+    /// its own terminal access, Ctrl-Z's SIGTSTP when podvisor holds the terminal, SIGXCPU for its
+    /// own CPU limit, SIGURG/SIGIO for its own sockets). Signals sent by another process have
+    /// si_code <= 0 (SI_USER, SI_QUEUE, SI_TKILL). The terminal's INT, QUIT, WINCH and its
+    /// hangup's HUP and CONT are for the step.
+    pub fn about_podvisor(&self, me: i32) -> bool {
+        if self.code == libc::SI_USER && self.sender == me {
+            return true;
+        }
+        self.code > 0
+            && ![
+                libc::SIGINT,
+                libc::SIGQUIT,
+                libc::SIGWINCH,
+                libc::SIGHUP,
+                libc::SIGCONT,
+            ]
+            .contains(&self.signo)
+    }
 }
 
 /// The readable end of all blocked signals.
 pub struct SignalSource {
     fd: AsyncFd<Owned<SignalFd>>,
-    /// Sources of `--rewrite-signal`: job-control stops among them are passed on, not dropped.
-    rewritten: Vec<i32>,
 }
 
 impl SignalSource {
-    /// Opens the signalfd; `block()` must have run first, with the same rewrites.
-    pub fn open(rewrites: &[(i32, i32)]) -> io::Result<Self> {
-        let rewritten = sources(rewrites);
+    /// Opens the signalfd on every signal [`block_early`] blocked.
+    pub fn open() -> io::Result<Self> {
         let sfd = SignalFd::with_flags(
-            &sigset(&handled(&rewritten)),
+            &sigset(handled()),
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )?;
         Ok(Self {
             fd: fdio::readable(sfd)?,
-            rewritten,
         })
     }
 
-    /// The next signal; job-control stops are dropped here.
+    /// The next signal.
     pub async fn recv(&mut self) -> io::Result<Received> {
         loop {
             let mut guard = self.fd.readable().await?;
             match guard.get_inner().0.read_signal() {
                 Ok(Some(info)) => {
-                    let got = Received {
+                    return Ok(Received {
                         signo: info.ssi_signo as i32,
                         sender: info.ssi_pid as i32,
                         code: info.ssi_code,
-                        sent: false,
-                    };
-                    if is_job_control(got.signo) && !self.rewritten.contains(&got.signo) {
-                        tracing::debug!("ignoring {} sent to podvisor itself", name(got.signo));
-                        continue;
-                    }
-                    return Ok(got);
+                        routed: None,
+                    })
                 }
                 Ok(None) => guard.clear_ready(),
                 Err(e) => return Err(e.into()),
@@ -240,11 +234,13 @@ impl SignalSource {
 /// What a signal means while the step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// `--sidecar`'s SIGTERM: stop the child with this stop signal.
+    /// The sidecar's stop request (its first terminating signal): stop the child with this.
     Stop(i32),
     /// Forward it as this signal (after `--rewrite-signal`).
     Forward(i32),
-    /// Neither forwarded nor a `--rewrite-signal` source.
+    /// `--rewrite-signal SIG:0`: dropped, as if it never came.
+    Dropped,
+    /// About podvisor itself (see [`Received::about_podvisor`]), not for the step.
     NotForwarded,
     /// `--no-group`: the terminal's signal reached the child directly.
     FromTerminal,
@@ -255,7 +251,7 @@ impl Route {
     pub fn signal(self) -> Option<i32> {
         match self {
             Route::Stop(s) | Route::Forward(s) => Some(s),
-            Route::NotForwarded | Route::FromTerminal => None,
+            Route::Dropped | Route::NotForwarded | Route::FromTerminal => None,
         }
     }
 }
@@ -263,24 +259,27 @@ impl Route {
 /// The configuration's part in routing a signal.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    /// `--rewrite-signal FROM:TO`, first match wins.
+    /// `--rewrite-signal FROM:TO`, first match wins; TO 0 drops FROM.
     pub rewrites: Vec<(i32, i32)>,
-    /// `--sidecar`: SIGTERM stops the child with `stop_signal`.
+    /// Sidecar role: the first terminating signal is the stop request.
     pub sidecar: bool,
-    /// `--stop-signal`.
-    pub stop_signal: i32,
+    /// `--stop-signal`, when set; else the stop request's own signal goes to the child.
+    pub stop_signal: Option<i32>,
+    /// podvisor's own pid (1 as init), to tell its own SIGPIPE from a sent one.
+    pub me: i32,
 }
 
 impl Rules {
-    /// Where `got` goes while a child runs; `group` is false with `--no-group`. Pure, so that the
-    /// pump (which sends) and `supervise` (which logs and arms the grace period) agree.
-    pub fn route(&self, got: &Received, group: bool) -> Route {
-        if self.sidecar && got.signo == libc::SIGTERM {
-            return Route::Stop(self.stop_signal);
-        }
-        let rewrite = self.rewrites.iter().find(|&&(from, _)| from == got.signo);
-        if !is_forwarded(got.signo) && rewrite.is_none() {
+    /// Where `got` goes while a child runs; `group` is false with `--no-group`, `stopping` is
+    /// true once a stop request was routed. Pure, so that the pump (which sends) and
+    /// `supervise` (for what was queued before the child started) decide alike.
+    pub fn route(&self, got: &Received, group: bool, stopping: bool) -> Route {
+        if got.about_podvisor(self.me) {
             return Route::NotForwarded;
+        }
+        let to = self.rewrite(got.signo);
+        if to == 0 {
+            return Route::Dropped;
         }
         if !group && got.from_terminal() {
             // --no-group: the child shares podvisor's group, so the terminal signalled it too.
@@ -288,7 +287,33 @@ impl Rules {
             // an interactive shell (which ignores SIGINT) for pressing Ctrl-C.
             return Route::FromTerminal;
         }
-        Route::Forward(rewrite.map_or(got.signo, |&(_, to)| to))
+        if self.sidecar && !stopping && (is_terminating(got.signo) || is_terminating(to)) {
+            // Whatever the runtime sends (an image's STOPSIGNAL: QUIT for nginx, INT for
+            // postgres) is its author's choice of a graceful stop, unless --stop-signal says.
+            return Route::Stop(self.stop_signal.unwrap_or(to));
+        }
+        Route::Forward(to)
+    }
+
+    /// The signal to forward in place of `signo` (0: drop it).
+    pub fn rewrite(&self, signo: i32) -> i32 {
+        self.rewrites
+            .iter()
+            .find(|&&(from, _)| from == signo)
+            .map_or(signo, |&(_, to)| to)
+    }
+
+    /// During the wait phase (no child yet): the terminating signal `got` stands for, if any,
+    /// after `--rewrite-signal` (`PWR:TERM`, as LXC stops an init); other signals are dropped.
+    pub fn terminating(&self, got: &Received) -> Option<i32> {
+        if got.about_podvisor(self.me) {
+            return None;
+        }
+        let to = self.rewrite(got.signo);
+        if to == 0 {
+            return None;
+        }
+        (is_terminating(got.signo) || is_terminating(to)).then_some(to)
     }
 }
 
@@ -302,6 +327,8 @@ pub struct Forwarder {
     rules: Rules,
     /// kill(2)'s target: `-pgid`, or the pid with `--no-group`; 0 while no child runs.
     target: AtomicI32,
+    /// The sidecar's stop request was routed: later terminating signals are forwarded.
+    stopping: AtomicBool,
 }
 
 impl Forwarder {
@@ -310,12 +337,24 @@ impl Forwarder {
         Arc::new(Self {
             rules,
             target: AtomicI32::new(0),
+            stopping: AtomicBool::new(false),
         })
     }
 
     /// The rules both sides route by.
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// Routes `got` (a child runs); the first stop request is marked, so that it is the only one.
+    pub fn decide(&self, got: &Received, group: bool) -> Route {
+        let route = self
+            .rules
+            .route(got, group, self.stopping.load(Ordering::Relaxed));
+        if let Route::Stop(_) = route {
+            self.stopping.store(true, Ordering::Relaxed);
+        }
+        route
     }
 
     /// The child `pid` runs from now on (its own group unless `--no-group`).
@@ -334,24 +373,22 @@ impl Forwarder {
         self.target.store(0, Ordering::Relaxed);
     }
 
-    /// Sends what `got` routes to, if a child runs; whether it was sent.
-    fn forward(&self, got: &Received) -> bool {
+    /// Sends what `got` routes to, if a child runs; the route, when one was taken.
+    fn forward(&self, got: &Received) -> Option<Route> {
         let target = self.target.load(Ordering::Relaxed);
         if target == 0 {
-            return false;
+            return None;
         }
-        match self.rules.route(got, target < 0).signal() {
-            Some(signo) => {
-                kill(target, signo);
-                // On a busy or single CPU, let the woken child run now rather than after the
-                // rest of this wake-up (channel, supervise, the log line): a no-op when its
-                // CPU is another one and this one has nothing else to run.
-                // SAFETY: sched_yield(2) takes nothing and cannot fail on Linux.
-                unsafe { libc::sched_yield() };
-                true
-            }
-            None => false,
+        let route = self.decide(got, target < 0);
+        if let Some(signo) = route.signal() {
+            kill(target, signo);
+            // On a busy or single CPU, let the woken child run now rather than after the
+            // rest of this wake-up (channel, supervise, the log line): a no-op when its
+            // CPU is another one and this one has nothing else to run.
+            // SAFETY: sched_yield(2) takes nothing and cannot fail on Linux.
+            unsafe { libc::sched_yield() };
         }
+        Some(route)
     }
 
     /// After a reaping pass: forget the child once the reaper has collected it.
@@ -397,7 +434,7 @@ pub fn pump(
                     forwarder.forget_reaped(&reaper);
                 }
                 Ok(mut got) => {
-                    got.sent = forwarder.forward(&got);
+                    got.routed = forwarder.forward(&got);
                     if tx.send(got).is_err() {
                         return;
                     }
@@ -502,44 +539,102 @@ mod tests {
             rewrites: vec![
                 (libc::SIGPWR, libc::SIGTERM),
                 (libc::SIGUSR1, libc::SIGUSR2),
+                (libc::SIGWINCH, 0),
             ],
             sidecar: true,
-            stop_signal: libc::SIGQUIT,
+            stop_signal: Some(libc::SIGQUIT),
+            me: 4242,
         };
         let got = |signo, code| Received {
             signo,
-            sender: 0,
+            sender: 77,
             code,
-            sent: false,
+            routed: None,
         };
         let user = libc::SI_USER;
-        let r = |signo, code, group| rules.route(&got(signo, code), group);
+        let r = |signo, code, group| rules.route(&got(signo, code), group, false);
         assert_eq!(r(libc::SIGTERM, user, true), Route::Stop(libc::SIGQUIT));
-        assert_eq!(r(libc::SIGPWR, user, true), Route::Forward(libc::SIGTERM));
-        assert_eq!(r(libc::SIGUSR1, user, false), Route::Forward(libc::SIGUSR2));
-        assert_eq!(r(libc::SIGHUP, user, true), Route::Forward(libc::SIGHUP));
-        assert_eq!(r(libc::SIGURG, user, true), Route::NotForwarded);
-        let terminal = libc::SI_KERNEL;
+        assert_eq!(r(libc::SIGPWR, user, true), Route::Stop(libc::SIGQUIT));
         assert_eq!(
-            r(libc::SIGINT, terminal, true),
+            rules.route(&got(libc::SIGPWR, user), true, true),
+            Route::Forward(libc::SIGTERM)
+        );
+        assert_eq!(r(libc::SIGUSR1, user, false), Route::Forward(libc::SIGUSR2));
+        assert_eq!(r(libc::SIGWINCH, user, true), Route::Dropped);
+        assert_eq!(r(libc::SIGURG, user, true), Route::Forward(libc::SIGURG));
+        assert_eq!(r(libc::SIGTSTP, user, true), Route::Forward(libc::SIGTSTP));
+        assert_eq!(
+            r(libc::SIGSEGV, libc::SI_QUEUE, true),
+            Route::Forward(libc::SIGSEGV)
+        );
+        let terminal = libc::SI_KERNEL;
+        assert_eq!(r(libc::SIGINT, terminal, false), Route::FromTerminal);
+        assert_eq!(r(libc::SIGTSTP, terminal, true), Route::NotForwarded);
+        assert_eq!(r(libc::SIGTTOU, terminal, true), Route::NotForwarded);
+        assert_eq!(Route::FromTerminal.signal(), None);
+        // Its own SIGPIPE (a write to a closed pipe) is about podvisor; a sent one is not.
+        let own = Received {
+            sender: 4242,
+            ..got(libc::SIGPIPE, user)
+        };
+        assert_eq!(rules.route(&own, true, false), Route::NotForwarded);
+        assert_eq!(r(libc::SIGPIPE, user, true), Route::Forward(libc::SIGPIPE));
+
+        let plain = Rules {
+            sidecar: false,
+            stop_signal: None,
+            ..rules.clone()
+        };
+        assert_eq!(
+            plain.route(&got(libc::SIGHUP, terminal), true, false),
+            Route::Forward(libc::SIGHUP)
+        );
+        assert_eq!(
+            plain.route(&got(libc::SIGINT, terminal), true, false),
             Route::Forward(libc::SIGINT)
         );
-        assert_eq!(r(libc::SIGINT, terminal, false), Route::FromTerminal);
-        assert_eq!(Route::FromTerminal.signal(), None);
+        let sidecar = Rules {
+            sidecar: true,
+            ..plain.clone()
+        };
+        // Without --stop-signal the child gets what arrived (rewritten, if it is).
+        assert_eq!(
+            sidecar.route(&got(libc::SIGQUIT, user), true, false),
+            Route::Stop(libc::SIGQUIT)
+        );
+        assert_eq!(
+            sidecar.route(&got(libc::SIGPWR, user), true, false),
+            Route::Stop(libc::SIGTERM)
+        );
     }
 
     #[test]
-    fn forwarding_table() {
-        assert!(is_forwarded(libc::SIGWINCH));
-        assert!(is_forwarded(libc::SIGRTMAX()));
-        for never in [
-            libc::SIGCHLD,
-            libc::SIGURG,
-            libc::SIGSEGV,
-            libc::SIGKILL,
-            libc::SIGTSTP,
-        ] {
-            assert!(!is_forwarded(never));
+    fn wait_phase_terminating() {
+        let rules = Rules {
+            rewrites: vec![(libc::SIGPWR, libc::SIGTERM), (libc::SIGHUP, 0)],
+            sidecar: false,
+            stop_signal: None,
+            me: 1,
+        };
+        let got = |signo| Received {
+            signo,
+            sender: 5,
+            code: libc::SI_USER,
+            routed: None,
+        };
+        assert_eq!(rules.terminating(&got(libc::SIGINT)), Some(libc::SIGINT));
+        assert_eq!(rules.terminating(&got(libc::SIGPWR)), Some(libc::SIGTERM));
+        assert_eq!(rules.terminating(&got(libc::SIGHUP)), None);
+        assert_eq!(rules.terminating(&got(libc::SIGUSR1)), None);
+    }
+
+    #[test]
+    fn every_signal_but_kill_and_stop_is_handled() {
+        let all: Vec<i32> = handled().collect();
+        assert_eq!(all.len(), 62);
+        for s in [32, 33, 34, libc::SIGSEGV, libc::SIGPWR, libc::SIGCHLD, 64] {
+            assert!(all.contains(&s), "{s}");
         }
+        assert!(!all.contains(&libc::SIGKILL) && !all.contains(&libc::SIGSTOP));
     }
 }

@@ -72,8 +72,10 @@ pub async fn supervise(
             // The sidecar's work is done.
             _ = until_holds(&mut until), if until.is_some() => {
                 until = None;
-                stop(&child, config, &mut state);
-                tracing::info!("until-condition holds, stopping the child with {}", signals::name(config.stop_signal));
+                let stop_signal = config.stop_signal.unwrap_or(libc::SIGTERM);
+                send(&child, stop_signal);
+                stopping(config, &mut state);
+                tracing::info!("until-condition holds, stopping the child with {}", signals::name(stop_signal));
             }
         }
     };
@@ -91,27 +93,42 @@ pub async fn supervise(
 }
 
 fn on_signal(got: Received, child: &Child, config: &Config, fwd: &Forwarder, state: &mut State) {
-    if !got.sent && !fwd.running() {
-        // Read after the reaper collected the child: nothing to forward it to.
-        tracing::debug!("{} after the child ended", signals::name(got.signo));
-        return;
-    }
-    // The pump has usually sent it already (see signals::Forwarder); otherwise (queued before
-    // the child started) it goes now. Either way the signal goes out first and the line after.
-    let route = fwd.rules().route(&got, child.group);
-    if let (false, Some(signo)) = (got.sent, route.signal()) {
-        send(child, signo);
-    }
+    let route = match got.routed {
+        // The pump has sent it already (see signals::Forwarder).
+        Some(route) => route,
+        None if !fwd.running() => {
+            // Read after the reaper collected the child: nothing to forward it to.
+            tracing::debug!("{} after the child ended", signals::name(got.signo));
+            return;
+        }
+        // Queued before the child started: it goes now, first and in order.
+        None => {
+            let route = fwd.decide(&got, child.group);
+            if let Some(signo) = route.signal() {
+                send(child, signo);
+            }
+            route
+        }
+    };
+    // Either way the signal went out first and the line comes after.
     match route {
         Route::Stop(stop_signal) => {
             stopping(config, state);
             tracing::info!(
-                "SIGTERM received, stopping the child with {}",
+                "{} received: stop request, stopping the child with {}",
+                signals::name(got.signo),
                 signals::name(stop_signal)
             );
         }
+        Route::Dropped => {
+            tracing::info!("{} dropped (--rewrite-signal)", signals::name(got.signo));
+        }
         Route::NotForwarded => {
-            tracing::debug!("{} is not forwarded", signals::name(got.signo));
+            tracing::debug!(
+                "{} is about podvisor itself (si_code {}), not forwarded",
+                signals::name(got.signo),
+                got.code
+            );
         }
         Route::FromTerminal => tracing::debug!(
             "{} from the terminal reached the child directly (--no-group)",
@@ -132,11 +149,6 @@ fn on_signal(got: Received, child: &Child, config: &Config, fwd: &Forwarder, sta
             }
         }
     }
-}
-
-fn stop(child: &Child, config: &Config, state: &mut State) {
-    send(child, config.stop_signal);
-    stopping(config, state);
 }
 
 /// The sidecar was asked to stop (its stop signal is out): its end counts as success.

@@ -10,7 +10,12 @@ pub mod target;
 mod cmd;
 pub(crate) mod file;
 mod http;
+mod log;
+mod mysql;
+mod postgres;
+mod redis;
 mod tcp;
+mod tls;
 mod unix;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +29,25 @@ use crate::deadline::sleep_until_opt;
 use crate::run::reaper::Reaper;
 use policy::Policy;
 use target::Target;
+
+/// What one attempt found: every probe answers with this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Ready; the detail (a server's version, say) goes in the ready line, and may be empty.
+    Ready(String),
+    /// Not ready, and why, in the server's terms ("HTTP 503", "connection reset 40 ms after
+    /// connect"): it becomes the "still waiting" line and the marker's `last_error`.
+    NotReady(String),
+}
+
+impl From<Result<(), String>> for Attempt {
+    fn from(r: Result<(), String>) -> Self {
+        match r {
+            Ok(()) => Attempt::Ready(String::new()),
+            Err(e) => Attempt::NotReady(e),
+        }
+    }
+}
 
 /// How one target fared, for log lines and the marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,13 +275,18 @@ async fn run_target(
         Target::File(path) => Some(file::Watcher::new(path)),
         _ => None,
     };
-    let ready = |attempts: u32| {
+    let ready = |attempts: u32, detail: &str| {
         progress
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .ready_after = Some(start.elapsed());
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
         tracing::info!(
-            "{name} is ready after {} ({})",
+            "{name} is ready after {} ({}){detail}",
             show_ms(start.elapsed()),
             count(attempts, "attempt")
         );
@@ -283,18 +312,19 @@ async fn run_target(
         };
         let result = match timeout(bound, attempt(&target, watcher.as_mut(), &reaper)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("attempt timed out after {}", show(bound))),
+            Err(_) => Attempt::NotReady(format!("attempt timed out after {}", show(bound))),
         };
         {
             let mut p = progress.lock().unwrap_or_else(PoisonError::into_inner);
             p.attempts = attempts;
             p.running = None;
-            if let Err(e) = &result {
+            if let Attempt::NotReady(e) = &result {
                 p.last_error = Some(e.clone());
             }
         }
-        let Err(e) = result else {
-            return ready(attempts);
+        let e = match result {
+            Attempt::Ready(detail) => return ready(attempts, &detail),
+            Attempt::NotReady(e) => e,
         };
         if !policy.may_retry(attempts) {
             return End::OutOfRetries;
@@ -313,7 +343,7 @@ async fn run_target(
                 if w.exists_within(due.saturating_duration_since(Instant::now()))
                     .await
                 {
-                    return ready(attempts);
+                    return ready(attempts, "");
                 }
             }
             None => sleep_until(due).await,
@@ -321,20 +351,21 @@ async fn run_target(
     }
 }
 
-async fn attempt(
-    target: &Target,
-    watcher: Option<&mut file::Watcher>,
-    reaper: &Reaper,
-) -> Result<(), String> {
+/// One attempt on any target: the one place that maps a target to its probe.
+async fn attempt(target: &Target, watcher: Option<&mut file::Watcher>, reaper: &Reaper) -> Attempt {
     match target {
-        Target::Tcp { host, port } => tcp::probe(host, *port).await,
+        Target::Tcp(t) => tcp::attempt(t).await,
         Target::File(path) => match watcher.map(file::Watcher::check) {
-            Some(true) => Ok(()),
-            _ => Err(format!("{} does not exist", path.display())),
+            Some(true) => Attempt::Ready(String::new()),
+            _ => Attempt::NotReady(format!("{} does not exist", path.display())),
         },
-        Target::Unix(path) => unix::probe(path).await,
-        Target::Http(uri) => http::probe(uri).await,
-        Target::Cmd(script) => cmd::probe(script, reaper).await,
+        Target::Unix(path) => unix::attempt(path).await,
+        Target::Http(h) => http::attempt(h).await,
+        Target::Postgres(db) => postgres::attempt(db).await,
+        Target::Redis(db) => redis::attempt(db).await,
+        Target::Mysql(db) => mysql::attempt(db).await,
+        Target::Log(l) => log::attempt(l).await,
+        Target::Cmd(script) => cmd::probe(script, reaper).await.into(),
     }
 }
 

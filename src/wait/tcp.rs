@@ -1,8 +1,17 @@
-//! TCP readiness: a connect succeeds. Names are resolved again at every attempt, because a
-//! sidecar's address may only appear (in /etc/hosts or DNS) once it starts.
+//! TCP readiness: a connect succeeds (and, with `hold`, is not closed for that long). Names are
+//! resolved again at every attempt, because a sidecar's address may only appear (in /etc/hosts
+//! or DNS) once it starts.
 
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
 use tokio::net::{lookup_host, TcpStream};
 use tokio::task::JoinSet;
+use tokio::time::{timeout_at, Instant};
+
+use super::target::Tcp;
+use super::Attempt;
 
 /// Connects to `host:port`, trying every address the name resolves to at once; the first that
 /// accepts wins. Trying them one by one would let an address that drops SYNs (an IPv6 record on
@@ -48,8 +57,38 @@ pub async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
 }
 
 /// One attempt.
-pub async fn probe(host: &str, port: u16) -> Result<(), String> {
-    connect(host, port).await.map(drop)
+pub async fn attempt(t: &Tcp) -> Attempt {
+    match connect(&t.host, t.port).await {
+        Err(e) => Attempt::NotReady(e),
+        Ok(stream) => match t.hold {
+            None => Attempt::Ready(String::new()),
+            Some(hold) => held(stream, hold).await,
+        },
+    }
+}
+
+/// Keeps a fresh connection open for `hold`: a proxy that accepts every connect (Envoy, an
+/// istio sidecar) closes or resets it once it finds no upstream (istio/istio#36540). What the
+/// server sends meanwhile is read and dropped: a server that speaks first is alive.
+async fn held(mut stream: TcpStream, hold: Duration) -> Attempt {
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        let after = || format!("{} ms after connect", start.elapsed().as_millis());
+        match timeout_at(start + hold, stream.read(&mut buf)).await {
+            Err(_) => return Attempt::Ready(format!("held the connection {}", show(hold))),
+            Ok(Ok(0)) => return Attempt::NotReady(format!("connection closed {}", after())),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == ErrorKind::ConnectionReset => {
+                return Attempt::NotReady(format!("connection reset {}", after()))
+            }
+            Ok(Err(e)) => return Attempt::NotReady(format!("{e} {}", after())),
+        }
+    }
+}
+
+fn show(d: Duration) -> String {
+    crate::config::duration::show(d)
 }
 
 /// `localhost` and `*.localhost` are both loopback addresses, whatever /etc/hosts says (RFC 6761

@@ -4,10 +4,12 @@ use std::path::Path;
 
 use tokio::net::UnixStream;
 
+use super::Attempt;
+
 /// One attempt.
-pub async fn probe(path: &Path) -> Result<(), String> {
-    UnixStream::connect(path)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+pub async fn attempt(path: &Path) -> Attempt {
+    match UnixStream::connect(path).await {
+        Ok(_) => Attempt::Ready(String::new()),
+        Err(e) => Attempt::NotReady(e.to_string()),
+    }
 }

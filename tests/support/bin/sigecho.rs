@@ -3,6 +3,7 @@
 //!
 //!     sigecho [--name NAME] [--ignore SIG]... [--exit-on SIG:CODE]... [--exit-after N]
 //!             [--children N] [--status] [--tty] [--leave-group] [--exit-on-eof] [--raise SIG]
+//!             [--default] [--fault segv|abort]
 //!
 //! --name NAME        prefix every line with `NAME `
 //! --ignore SIG       set SIG to SIG_IGN (a child that ignores TERM), never reported
@@ -15,9 +16,14 @@
 //! --leave-group      move back into the parent's process group before `ready`
 //! --exit-on-eof      exit 0 once stdin reaches its end
 //! --raise SIG        die by SIG (default disposition) instead of doing anything else
+//! --default          no reports: every signal at its default action, none blocked (the child
+//!                    that dies of, or stops at, whatever it gets), after `ready`
+//! --fault KIND       block every signal as podvisor does (signals::block_early), then fault
+//!                    for real: `segv` (a read in page 0) or `abort`; the kernel must still kill it
 //!
-//! Every signal but KILL, STOP and the synchronous faults is blocked and read with sigwaitinfo,
-//! so nothing is lost and real-time signals keep their count.
+//! Every signal but KILL and STOP (the faults and glibc's 32 and 33 included, with the raw
+//! syscalls that glibc's wrappers would filter) is blocked and read with rt_sigtimedwait, so
+//! nothing is lost and real-time signals keep their count.
 
 use std::io::{Read, Write};
 use std::process::Command;
@@ -36,6 +42,8 @@ struct Options {
     leave_group: bool,
     exit_on_eof: bool,
     raise: Option<i32>,
+    default: bool,
+    fault: Option<String>,
     /// The options children inherit, as typed.
     inherited: Vec<String>,
 }
@@ -61,6 +69,8 @@ fn options() -> Options {
         leave_group: false,
         exit_on_eof: false,
         raise: None,
+        default: false,
+        fault: None,
         inherited: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -94,6 +104,8 @@ fn options() -> Options {
             "--leave-group" => o.leave_group = true,
             "--exit-on-eof" => o.exit_on_eof = true,
             "--raise" => o.raise = Some(parse_signal(&value())),
+            "--default" => o.default = true,
+            "--fault" => o.fault = Some(value()),
             _ => die(&format!("unknown option {a}")),
         }
     }
@@ -164,29 +176,23 @@ fn main() {
         die("still alive after raise");
     }
 
+    if let Some(kind) = &o.fault {
+        fault(kind);
+    }
+    if o.default {
+        default_until_killed(&o.name);
+    }
+
     // SAFETY: signal-state changes of this single-threaded process, before any thread exists.
     let set = unsafe {
         for &sig in &o.ignore {
             libc::signal(sig, libc::SIG_IGN);
         }
-        let mut set = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigfillset(&mut set);
-        for sig in [
-            libc::SIGKILL,
-            libc::SIGSTOP,
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGFPE,
-            libc::SIGILL,
-            libc::SIGTRAP,
-            libc::SIGSYS,
-        ]
-        .into_iter()
-        .chain(o.ignore.iter().copied())
-        {
-            libc::sigdelset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let set = signals::raw_sigset(
+            (1..=64)
+                .filter(|s| ![libc::SIGKILL, libc::SIGSTOP].contains(s) && !o.ignore.contains(s)),
+        );
+        sigprocmask(libc::SIG_BLOCK, &set);
         set
     };
 
@@ -243,10 +249,17 @@ fn main() {
 
     let mut seen = 0;
     loop {
-        // SAFETY: waits on the blocked set; siginfo is written by the kernel.
+        // SAFETY: waits on the blocked set; siginfo is written by the kernel. The raw syscall:
+        // glibc's sigwaitinfo may leave out its own signals 32 and 33.
         let signo = unsafe {
             let mut info = std::mem::zeroed::<libc::siginfo_t>();
-            libc::sigwaitinfo(&set, &mut info)
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &set as *const libc::sigset_t,
+                &mut info as *mut libc::siginfo_t,
+                std::ptr::null::<libc::timespec>(),
+                8usize,
+            ) as i32
         };
         if signo < 0 {
             continue; // EINTR
@@ -260,4 +273,53 @@ fn main() {
             std::process::exit(0);
         }
     }
+}
+
+/// rt_sigprocmask itself: glibc's wrappers drop 32 and 33 from the set.
+///
+/// # Safety
+/// Changes the calling thread's mask.
+unsafe fn sigprocmask(how: i32, set: &libc::sigset_t) {
+    libc::syscall(
+        libc::SYS_rt_sigprocmask,
+        how,
+        set as *const libc::sigset_t,
+        std::ptr::null_mut::<libc::sigset_t>(),
+        8usize,
+    );
+}
+
+/// `--default`: every signal at SIG_DFL and unblocked, `ready`, then sleep until one ends us.
+fn default_until_killed(name: &Option<String>) -> ! {
+    for signo in 1..=64 {
+        signals::set_default(signo);
+    }
+    // SAFETY: unblocks everything in this single-threaded process; getters.
+    let (pid, ppid, pgid) = unsafe {
+        sigprocmask(libc::SIG_SETMASK, &signals::raw_sigset([]));
+        (libc::getpid(), libc::getppid(), libc::getpgid(0))
+    };
+    say(name, &format!("pid={pid} ppid={ppid} pgid={pgid}"));
+    say(name, "ready");
+    loop {
+        // SAFETY: pause(2) only sleeps.
+        unsafe { libc::pause() };
+    }
+}
+
+/// `--fault KIND`: podvisor's own mask, then a genuine fault, which the kernel delivers anyway.
+fn fault(kind: &str) -> ! {
+    if let Err(e) = signals::block_early() {
+        die(&format!("block_early: {e}"));
+    }
+    match kind {
+        // SAFETY: deliberately reads the unmapped page at 0 to raise a real SIGSEGV (not a
+        // null pointer: debug builds check read_volatile's pointer and panic instead).
+        "segv" => unsafe {
+            std::ptr::read_volatile(16 as *const u8);
+        },
+        "abort" => std::process::abort(),
+        _ => die("--fault wants segv or abort"),
+    }
+    die("still alive after the fault")
 }

@@ -1,0 +1,320 @@
+//! Every signal 1..64 sent to podvisor from another process (kill, sigqueue, a process-group
+//! kill), as PID 1 of a PID namespace and not: podvisor survives, forwards it to the child (all
+//! but CHLD; KILL and STOP cannot be caught), and exits with the child's status, which the
+//! marker records. A genuine fault still kills a process blocked the way podvisor is.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::libc;
+use podvisor::run::signals::name;
+use support::poll_until;
+use support::sigs::{podvisor_at, proc_stat, sigecho, Supervised};
+use support::TempDir;
+
+/// How a test sends a signal to podvisor.
+#[derive(Clone, Copy, Debug)]
+enum Send {
+    Kill,
+    Sigqueue,
+    /// kill(-pgid): podvisor's whole group, as Buildkite's agent cancels a job.
+    Group,
+}
+
+fn sigqueue(pid: i32, sig: i32) -> bool {
+    // SAFETY: sigqueue(3) with plain numbers and a zeroed value.
+    unsafe { libc::sigqueue(pid, sig, std::mem::zeroed()) == 0 }
+}
+
+/// Every signal number a process can catch, KILL and STOP left out.
+fn catchable() -> Vec<i32> {
+    (1..=64)
+        .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+        .collect()
+}
+
+/// What the table says podvisor does with `sig` sent by another process: forwarded, but CHLD.
+fn forwarded(sig: i32) -> bool {
+    sig != libc::SIGCHLD
+}
+
+/// podvisor (`bin`) with `flags`, directly or as PID 1 of a new PID namespace.
+fn podvisor_cmd(bin: &Path, pid1: bool, flags: &[&str]) -> Command {
+    if !pid1 {
+        return podvisor_at(bin, flags);
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(bin)
+        .args(flags)
+        .stdin(std::process::Stdio::null());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PODVISOR_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// podvisor's host pid: itself, or the only child of `unshare --fork`.
+fn podvisor_pid(s: &Supervised, pid1: bool) -> i32 {
+    if !pid1 {
+        return s.pid();
+    }
+    child_pid_of(s.pid())
+}
+
+fn send(s: &Supervised, target: i32, how: Send, sig: i32) {
+    let sent = match how {
+        Send::Kill => support::sigs::kill(target, sig),
+        Send::Sigqueue => sigqueue(target, sig),
+        Send::Group => {
+            assert_eq!(target, s.pid(), "group kills only outside a PID namespace");
+            s.signal_group(sig);
+            true
+        }
+    };
+    assert!(
+        sent,
+        "cannot send {} to {target}\n{}",
+        name(sig),
+        s.explain()
+    );
+}
+
+fn read_marker(path: &Path, explain: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no marker {}: {e}\n{explain}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("marker {text:?}: {e}\n{explain}"))
+}
+
+/// Sends every catchable signal, one at a time, to podvisor running a child that reports what
+/// it gets; each forwarded one must arrive once, CHLD never. The last one (64) ends the child
+/// with 42: podvisor's status and its marker say 42.
+fn every_signal_reaches_the_child(bin: &Path, pid1: bool, how: Send) {
+    let dir = TempDir::new("every");
+    let marker = dir.path().join("m/step.json");
+    let mut cmd = podvisor_cmd(
+        bin,
+        pid1,
+        &[
+            "--grace-period",
+            "120s",
+            "--marker",
+            marker.to_str().expect("utf-8"),
+            "--",
+        ],
+    );
+    cmd.arg(sigecho()).args(["--exit-on", "64:42"]);
+    let mut s = Supervised::start(cmd, true);
+    s.expect_echo("");
+    s.expect("ready");
+    let target = podvisor_pid(&s, pid1);
+    for sig in catchable() {
+        send(&s, target, how, sig);
+        if forwarded(sig) && sig != 64 {
+            s.expect(&name(sig));
+        }
+    }
+    let f = s.finish(Duration::from_secs(30));
+    f.assert_code(42);
+    for sig in catchable() {
+        let want = usize::from(forwarded(sig));
+        assert_eq!(
+            f.count(&name(sig)),
+            want,
+            "{} ({sig}) sent {how:?}\n{}",
+            name(sig),
+            f.explain()
+        );
+    }
+    let m = read_marker(&marker, &f.explain());
+    assert_eq!(m["status"], "exited", "{m}");
+    assert_eq!(m["exit_code"], 42, "{m}");
+}
+
+#[test]
+fn every_signal_sent_with_kill_reaches_the_child() {
+    every_signal_reaches_the_child(&support::podvisor_bin(), false, Send::Kill);
+}
+
+#[test]
+fn every_signal_sent_with_sigqueue_reaches_the_child() {
+    every_signal_reaches_the_child(&support::podvisor_bin(), false, Send::Sigqueue);
+}
+
+#[test]
+fn every_signal_sent_to_podvisors_group_reaches_the_child_once() {
+    every_signal_reaches_the_child(&support::podvisor_bin(), false, Send::Group);
+}
+
+#[test]
+fn as_pid1_every_signal_sent_with_kill_reaches_the_child() {
+    every_signal_reaches_the_child(&support::podvisor_bin(), true, Send::Kill);
+}
+
+#[test]
+fn as_pid1_every_signal_sent_with_sigqueue_reaches_the_child() {
+    every_signal_reaches_the_child(&support::podvisor_bin(), true, Send::Sigqueue);
+}
+
+#[test]
+fn the_static_musl_build_takes_every_signal_too() {
+    // musl keeps 32-34 for itself (glibc 32-33): neither may be fatal to podvisor.
+    let bin = support::docker::static_binary();
+    every_signal_reaches_the_child(&bin, false, Send::Kill);
+    every_signal_reaches_the_child(&bin, true, Send::Sigqueue);
+}
+
+/// What a child with every signal at its default action does with `sig`.
+#[derive(Debug, PartialEq)]
+enum Default {
+    Dies,
+    Ignores,
+    Stops,
+}
+
+fn default_action(sig: i32) -> Default {
+    match sig {
+        libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH => Default::Ignores,
+        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => Default::Stops,
+        _ => Default::Dies,
+    }
+}
+
+/// One signal to podvisor whose child keeps every default action: a fatal one kills the child
+/// and podvisor exits 128+N with a `signaled` marker; otherwise the child lives on (or stops),
+/// and a SIGCONT and SIGTERM afterwards end it with 143.
+fn one_signal_with_default_actions(pid1: bool, sig: i32) {
+    let dir = TempDir::new("default");
+    let marker = dir.path().join("step.json");
+    let mut cmd = podvisor_cmd(
+        &support::podvisor_bin(),
+        pid1,
+        &[
+            "--grace-period",
+            "60s",
+            "--marker",
+            marker.to_str().expect("utf-8"),
+            "--",
+        ],
+    );
+    cmd.arg(sigecho()).arg("--default");
+    let mut s = Supervised::start(cmd, true);
+    let echo = s.expect_echo("");
+    s.expect("ready");
+    let target = podvisor_pid(&s, pid1);
+    assert!(support::sigs::kill(target, sig), "{}", s.explain());
+    let action = default_action(sig);
+    let (code, signal) = match action {
+        Default::Dies => (128 + sig, sig),
+        Default::Ignores | Default::Stops => {
+            if action == Default::Stops {
+                let host_pid = if pid1 { child_pid_of(target) } else { echo.pid };
+                poll_until(Duration::from_secs(10), "the child stopped", || {
+                    proc_stat(host_pid).and_then(|(st, _, _)| (st == 'T').then_some(()))
+                });
+            }
+            // Still there: podvisor survived and the child did not die of it.
+            s.expect_stderr(&format!("forwarding {} to the child", name(sig)));
+            // A stopped process acts on SIGTERM only once continued (SIGCONT is forwarded too).
+            assert!(
+                support::sigs::kill(target, libc::SIGCONT),
+                "{}",
+                s.explain()
+            );
+            assert!(
+                support::sigs::kill(target, libc::SIGTERM),
+                "{}",
+                s.explain()
+            );
+            (143, libc::SIGTERM)
+        }
+    };
+    let f = s.finish(Duration::from_secs(30));
+    assert_eq!(
+        f.code(),
+        Some(code),
+        "{} ({sig}), pid1 {pid1}\n{}",
+        name(sig),
+        f.explain()
+    );
+    let m = read_marker(&marker, &f.explain());
+    assert_eq!(m["status"], "signaled", "{} {m}", name(sig));
+    assert_eq!(m["exit_code"], code, "{} {m}", name(sig));
+    assert_eq!(m["signal"], name(signal), "{m}");
+}
+
+/// The host pid of the only child of `pid`.
+fn child_pid_of(pid: i32) -> i32 {
+    poll_until(Duration::from_secs(10), "podvisor's child", || {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    })
+}
+
+#[test]
+fn every_signal_acts_on_a_default_child_and_the_marker_says_so() {
+    for sig in catchable().into_iter().filter(|&s| forwarded(s)) {
+        one_signal_with_default_actions(false, sig);
+    }
+}
+
+#[test]
+fn as_pid1_every_signal_acts_on_a_default_child_and_the_marker_says_so() {
+    for sig in catchable().into_iter().filter(|&s| forwarded(s)) {
+        one_signal_with_default_actions(true, sig);
+    }
+}
+
+#[test]
+fn sigpwr_to_podvisor_running_sleep_is_forwarded_and_the_marker_written() {
+    // The case: `podvisor --marker DIR/step.json -- sleep 30 & kill -PWR $!`.
+    let dir = TempDir::new("pwr");
+    let marker = dir.path().join("m/step.json");
+    let mut cmd = podvisor_at(
+        &support::podvisor_bin(),
+        &[
+            "--marker",
+            marker.to_str().expect("utf-8"),
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    cmd.stdin(std::process::Stdio::null());
+    let s = Supervised::start(cmd, true);
+    s.expect_stderr("child started");
+    s.signal(libc::SIGPWR);
+    let f = s.finish(Duration::from_secs(15));
+    f.assert_code(128 + libc::SIGPWR)
+        .assert_stderr_has("forwarding SIGPWR to the child")
+        .assert_stderr_has("child ended (killed by SIGPWR)");
+    let m = read_marker(&marker, &f.explain());
+    assert_eq!(m["status"], "signaled", "{m}");
+    assert_eq!(m["signal"], "SIGPWR", "{m}");
+    assert_eq!(m["exit_code"], 158, "{m}");
+}
+
+#[test]
+fn a_genuine_fault_still_kills_a_process_blocked_like_podvisor() {
+    // The kernel unblocks a fault it raises and resets it to SIG_DFL (force_sig_info_to_task):
+    // blocking the faults so that kill -SEGV is forwarded cannot turn a crash into a hang.
+    use std::os::unix::process::ExitStatusExt;
+    for (kind, sig) in [("segv", libc::SIGSEGV), ("abort", libc::SIGABRT)] {
+        let out = Command::new(sigecho())
+            .args(["--fault", kind])
+            .output()
+            .expect("run sigecho");
+        assert_eq!(
+            out.status.signal(),
+            Some(sig),
+            "--fault {kind}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
