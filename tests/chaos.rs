@@ -13,26 +13,11 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitStatus;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::libc;
 use support::pod::{explain, Container, Pod};
-
-/// A tiny xorshift: enough randomness for choosing victims and moments, replayable by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use support::rng::{rounds, Rng};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Victim {
@@ -65,20 +50,6 @@ struct Tally {
     before_lock: usize,
     markers: usize,
     free_locks: usize,
-}
-
-fn runs() -> usize {
-    if let Some(n) = std::env::var("PODVISOR_CHAOS_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return n;
-    }
-    if std::env::var_os("PODVISOR_SOAK").is_some() {
-        300
-    } else {
-        12
-    }
 }
 
 /// Whether nobody holds the lock at `path` (or there is no lock file at all).
@@ -256,20 +227,10 @@ fn round(rng: &mut Rng, tally: &mut Tally) {
 
 #[test]
 fn sigkill_anything_at_any_moment_and_the_pod_still_ends_cleanly() {
-    let seed = std::env::var("PODVISOR_CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    eprintln!("chaos seed {seed} (PODVISOR_CHAOS_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("PODVISOR_CHAOS_SEED", "chaos");
     let mut tally = Tally::default();
     let started = Instant::now();
-    for _ in 0..runs() {
+    for _ in 0..rounds("PODVISOR_CHAOS_RUNS", 12, 300) {
         round(&mut rng, &mut tally);
     }
     eprintln!(

@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod docker;
 pub mod pod;
+pub mod rng;
 pub mod sigs;
 pub mod wait;
 
