@@ -8,14 +8,21 @@
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
 //! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
 //! 4. `wait/`: every target concurrently under one deadline; `target` parses the `--wait URL`
-//!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); a terminating
-//!    signal cancels.
+//!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); the protocol
+//!    probes (postgres, redis, mysql) are pure decisions on the server's first bytes around one
+//!    I/O helper, `wire`; a terminating signal cancels.
 //! 5. `run/`: `child` spawns the step (own process group, clean mask, terminal); `supervise`
 //!    forwards signals, runs the grace timer and the sidecar's `until`-condition; `leftovers`
 //!    terminates what the step left behind.
-//! 6. `after/`: every way out, in order: the marker is written on every path; `exit` maps the
-//!    [`Outcome`] to one exit code.
-//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it).
+//! 6. `after/`: every way out, in order: the marker is written on every path; `shutdown` POSTs
+//!    to the mesh and proxy sidecars (`--shutdown-post`, `--proxy`), then the marker is written
+//!    again with the calls' results and its lock let go; `tails` prints the sidecars' logs
+//!    (`--show-logs`) when the step failed; `termination` writes the one-line reason of a
+//!    failure for Kubernetes; `exit` maps the [`Outcome`] to one exit code.
+//! 7. `sidecar/`: the sidecar's side (`until`: the conditions that stop it; `progress`: what it
+//!    still waits for, at growing intervals; `logcopy`: with `--log-to`, COMMAND's output passed
+//!    through and copied to a bounded file, `rotating`, from the first line podvisor logs to
+//!    its exit code).
 //!
 //! docs/design.md explains the signal, reaping and marker models.
 
@@ -37,17 +44,56 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub use after::exit::Outcome;
 pub use config::Config;
 
-use after::marker;
+use after::{marker, shutdown};
 use run::reaper::Reaper;
 use run::signals::{self, Received};
 use run::{child, supervise};
-use sidecar::until;
+use sidecar::{logcopy, until};
 use wait::Report;
 
 /// Runs podvisor to its end. Blocks the `--rewrite-signal` sources (`main` has blocked the
 /// rest with `signals::block_early` first) and builds the runtime, so call it from `main`
 /// before any other thread exists.
 pub fn run(config: Config) -> Outcome {
+    let mut report = Report::default();
+    let outcome = run_inner(&config, &mut report);
+    finish(&config, &outcome, &report);
+    outcome
+}
+
+/// The ways out after the marker, in order: the error line, the sidecars' log tails, the
+/// termination message, the end of the `--log-to` copy.
+fn finish(config: &Config, outcome: &Outcome, report: &Report) {
+    match outcome {
+        Outcome::Error(reason) | Outcome::SpawnFailed { reason, .. } => {
+            tracing::error!("{reason}")
+        }
+        _ => {}
+    }
+    let reason = after::termination::reason(config, outcome, report);
+    after::tails::show(config, outcome, reason.as_deref());
+    if let Some(reason) = &reason {
+        after::termination::write(config, reason);
+    }
+    if logcopy::active() {
+        match &reason {
+            Some(r) => logcopy::note(&format!("exit code {}: {r}", outcome.code())),
+            None => logcopy::note(&format!("exit code {}", outcome.code())),
+        }
+        logcopy::close();
+    }
+}
+
+fn run_inner(config: &Config, report: &mut Report) -> Outcome {
+    if let Some(path) = &config.log_to {
+        // A copy that cannot be made must not stop the sidecar: it runs without one.
+        if let Err(e) = logcopy::start(path, config.log_size) {
+            tracing::warn!(
+                "cannot copy the output to {}: {e}; running without the copy",
+                path.display()
+            );
+        }
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -61,7 +107,7 @@ pub fn run(config: Config) -> Outcome {
         };
     }
     if let Err(e) = signals::block(&config.rewrites) {
-        return Outcome::Error(format!("cannot block signals: {e}"));
+        return failed_early(config, format!("cannot block signals: {e}"));
     }
     if std::process::id() != 1 {
         // Orphans of the step are reparented to us instead of the host's init, and reaped.
@@ -75,15 +121,15 @@ pub fn run(config: Config) -> Outcome {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return Outcome::Error(format!("cannot start the runtime: {e}")),
+        Err(e) => return failed_early(config, format!("cannot start the runtime: {e}")),
     };
-    let outcome = runtime.block_on(run_async(&config));
+    let outcome = runtime.block_on(run_async(config, report));
     // Don't wait for blocking work (a stuck name lookup, a flock wait) to finish.
     runtime.shutdown_background();
     outcome
 }
 
-async fn run_async(config: &Config) -> Outcome {
+async fn run_async(config: &Config, report: &mut Report) -> Outcome {
     let started_at = SystemTime::now();
     let started = Instant::now();
     // Before anything else, so that a sidecar sees this step as running from the first moment.
@@ -97,25 +143,59 @@ async fn run_async(config: &Config) -> Outcome {
             })
             .ok()
     });
-    let mut report = Report::default();
-    let outcome = start(config, &mut report).await.map_exit(&config.map_exit);
+    let outcome = start(config, report).await.map_exit(&config.map_exit);
     if let (Outcome::Mapped { code, .. }, Some(from)) = (&outcome, outcome.child_code()) {
         tracing::info!("exit code {from} mapped to {code} (--map-exit)");
     }
-    if let (Some(marker), Some(path)) = (marker, &config.marker) {
-        let record = marker::Record {
-            outcome: &outcome,
-            waits: &report,
-            command: &config.command,
-            started_at,
-            started,
-            map_exit: !config.map_exit.is_empty(),
-        };
-        if let Err(e) = marker.finish(&record) {
-            tracing::error!("cannot write the marker {}: {e}", path.display());
+    // The step's output is all passed through (and copied) before the marker says it ended.
+    logcopy::drain();
+    let pending = shutdown::pending(&config.shutdown_posts);
+    let mut record = marker::Record {
+        outcome: &outcome,
+        waits: report,
+        command: &config.command,
+        started_at,
+        started,
+        map_exit: !config.map_exit.is_empty(),
+        shutdown: &pending,
+    };
+    // The after-phase, in this order (README "Exit codes" holds whatever happens here):
+    // 1. The marker, first, so that a sidecar watching the shared volume learns at once.
+    write_marker(marker.as_ref(), &record);
+    // 2. The shutdown calls, made whether or not the marker could be written; then the marker
+    //    again with their results. Its lock goes only after that final version, so a reader
+    //    that needs the results waits for the lock.
+    let results = shutdown::post_all(&config.shutdown_posts, config.shutdown_timeout).await;
+    if !results.is_empty() {
+        record.shutdown = &results;
+        write_marker(marker.as_ref(), &record);
+    }
+    drop(marker);
+    outcome
+}
+
+/// Writes the marker, if there is one; a failure is one error line and changes nothing else.
+fn write_marker(marker: Option<&marker::Marker>, record: &marker::Record<'_>) {
+    if let Some(marker) = marker {
+        if let Err(e) = marker.write(record) {
+            tracing::error!("cannot write the marker {}: {e}", marker.path().display());
         }
     }
+}
+
+/// podvisor could not set up its signals: the after-phase that is possible without a runtime
+/// (shutdown calls, log tails, termination message); `main` exits with its code.
+pub fn fail(config: &Config, reason: String) -> Outcome {
+    let outcome = failed_early(config, reason);
+    finish(config, &outcome, &Report::default());
     outcome
+}
+
+/// podvisor's own error before its runtime exists: the shutdown calls still go out (on a
+/// runtime of their own), as on every other way out. `main` reports the error.
+pub fn failed_early(config: &Config, reason: String) -> Outcome {
+    shutdown::post_all_blocking(&config.shutdown_posts, config.shutdown_timeout);
+    Outcome::Error(reason)
 }
 
 /// Signals and reaping, then the steps; every way out of here is recorded by the marker.

@@ -20,7 +20,7 @@ use crate::config::LogFormat;
 /// Installs the global subscriber; a second call is a no-op.
 pub fn init(format: LogFormat, level: Level) {
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Tee)
         .with_max_level(level)
         // A log line that cannot be written (stderr a pipe whose reader is gone) is lost, and
         // that is all: by default tracing-subscriber reports it with `eprintln!`, which panics
@@ -68,6 +68,26 @@ where
         write!(writer, "podvisor: {level}")?;
         escape(&fields, &mut writer)?;
         writeln!(writer)
+    }
+}
+
+/// stderr, and the `--log-to` copy when there is one. tracing-subscriber formats a whole event
+/// and writes it with one `write_all`, so each line reaches the copy whole.
+struct Tee;
+
+impl std::io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        crate::sidecar::logcopy::tee_own(buf);
+        std::io::stderr().write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use podvisor::{logging, Config, Outcome};
+use podvisor::{logging, Config};
 
 fn main() -> ExitCode {
     // Before anything else: a signal in podvisor's first milliseconds (while the configuration
@@ -16,20 +16,19 @@ fn main() -> ExitCode {
                 tracing::Level::ERROR,
             );
             tracing::error!("{e}");
+            podvisor::after::termination::write_to(
+                podvisor::config::requested_termination_log().as_deref(),
+                &format!("podvisor error: {e}"),
+            );
             return ExitCode::from(podvisor::after::exit::OWN_ERROR);
         }
     };
     logging::init(config.log_format, config.log_level);
-    if let Err(e) = blocked {
-        tracing::error!("cannot block signals: {e}");
-        return ExitCode::from(podvisor::after::exit::OWN_ERROR);
-    }
-    let outcome = podvisor::run(config);
-    match &outcome {
-        Outcome::Error(reason) | Outcome::SpawnFailed { reason, .. } => {
-            tracing::error!("{reason}")
-        }
-        _ => {}
-    }
+    let outcome = match blocked {
+        // Past the configuration, every way out goes through the after-phase.
+        Err(e) => podvisor::fail(&config, format!("cannot block signals: {e}")),
+        // Errors are logged by run, before the log tails and the termination message.
+        Ok(()) => podvisor::run(config),
+    };
     ExitCode::from(outcome.code())
 }

@@ -387,7 +387,14 @@ fn sigkill_leaves_no_marker_and_a_free_lock() {
     // SAFETY: the orphaned step leads its own group; it is ours to clean up.
     unsafe { libc::kill(-step, libc::SIGKILL) };
     assert!(!m.exists(), "nothing could write a marker");
-    assert!(lock_free(&lock), "the kernel released the lock");
+    // Polled: the step may have been caught between fork and exec, still holding a copy of the
+    // lock's fd (O_CLOEXEC closes it only at exec) until its SIGKILL lands.
+    poll_until(
+        Duration::from_secs(5),
+        "the kernel to release the lock",
+        || lock_free(&lock).then_some(()),
+    );
+    assert!(!m.exists(), "nothing could write a marker");
 }
 
 /// One error line naming the marker, and the step's own status.
@@ -471,7 +478,28 @@ fn permission_denied_folder_keeps_the_step_status() {
     let run = as_nobody(&m, "exit 7");
     run.assert_code(7);
     assert_one_marker_error(&run, &m, "Permission denied");
+    // The line says why: whose folder it is, its mode, and who podvisor runs as.
+    let folder = dir.path().join("locked");
+    run.assert_stderr_has(&format!(
+        "{} is owned by 0:0 with mode 0755; podvisor runs as uid 65534, gid 65534",
+        folder.display()
+    ));
     assert!(!m.exists());
+}
+
+#[test]
+fn a_folder_nobody_can_create_is_named_with_its_parents_owner_and_mode() {
+    // podman's emptyDir (and many hostPath or PVC volumes): root:root 0755, the step another UID.
+    let dir = TempDir::new("mk-root-volume");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let m = dir.path().join("podvisor/step.json");
+    let run = as_nobody(&m, "exit 0");
+    run.assert_code(0);
+    assert_one_marker_error(&run, &m, "Permission denied");
+    run.assert_stderr_has(&format!(
+        "{} is owned by 0:0 with mode 0755; podvisor runs as uid 65534, gid 65534",
+        dir.path().display()
+    ));
 }
 
 #[test]

@@ -105,6 +105,11 @@ fn a_storm_of_every_forwarded_signal_is_forwarded_and_counted() {
         let got = f.count(kind);
         if kind.starts_with("SIGRT") {
             assert_eq!(got, sent, "{kind} count differs\n{shown}\n{report}");
+        } else if ["SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU"].contains(&kind.as_str()) {
+            // The kernel discards a pending CONT when a stop signal is generated and every
+            // pending stop signal when a CONT is (signal(7)): in podvisor's own queue as in the
+            // child's, so in a storm of both, none of either may survive to be read.
+            assert!(got <= sent, "{kind}\n{shown}");
         } else {
             // Standard signals merge while pending: at least one of each gets through.
             assert!(got >= 1 && got <= sent, "{kind}\n{shown}");

@@ -4,6 +4,7 @@
 mod support;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use nix::libc;
@@ -330,4 +331,80 @@ fn without_flock_the_sidecar_waits_for_the_marker_only() {
         side.explain()
     );
     pod.assert_nothing_left(&[&side]);
+}
+
+#[test]
+fn until_marker_creates_the_folders_so_a_step_of_another_uid_can_write_its_marker() {
+    // The volume is root:root 0755 (podman's emptyDir); the sidecar runs as root, the step as
+    // nobody: the sidecar makes the marker's folder 1777 before it waits.
+    let pod = Pod::new("until-mkdir");
+    let vol = pod.ws("vol");
+    fs::create_dir(&vol).unwrap();
+    fs::set_permissions(&vol, fs::Permissions::from_mode(0o755)).unwrap();
+    let m = pod.ws("vol/podvisor/step.json");
+    let mut side = pod.start("sidecar", &["--until-marker", &m, "--", "sleep", "600"]);
+    side.wait_for_line("until: waiting", LONG);
+    let folder = std::path::Path::new(&vol).join("podvisor");
+    let mode = fs::metadata(&folder).map(|md| md.permissions().mode() & 0o7777);
+    assert_eq!(mode.ok(), Some(0o1777), "{}", side.explain());
+    let step = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(support::podvisor_bin())
+        .args(["--marker", &m, "--", "true"])
+        .output()
+        .expect("run setpriv");
+    assert!(
+        step.status.success() && !String::from_utf8_lossy(&step.stderr).contains("error"),
+        "the step as nobody: {:?}\n{}",
+        step.status,
+        String::from_utf8_lossy(&step.stderr)
+    );
+    side.assert_exit(0, LONG, &[]);
+    pod.assert_nothing_left(&[&side]);
+}
+
+#[test]
+fn a_waiting_sidecar_says_what_it_waits_for_at_growing_intervals() {
+    let pod = Pod::new("until-progress");
+    let running = pod.ws("running.json");
+    let later = pod.ws("later.json");
+    let file = pod.ws("file");
+    let owner = pod.start("owner", &["--marker", &running, "--", "sleep", "600"]);
+    owner.wait_for_line("child started", LONG);
+    let mut side = pod.start(
+        "sidecar",
+        &[
+            "--until-marker",
+            &running,
+            "--until-marker",
+            &later,
+            "--until-file",
+            &file,
+        ],
+    );
+    side.wait_for_line("until: waiting", LONG);
+    // The first report comes after 10 s.
+    side.wait_for_line("until: still waiting after 10s", LONG);
+    let line = side
+        .stderr()
+        .lines()
+        .find(|l| l.contains("still waiting after 10s"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    for needle in [
+        format!("marker {running} is not finished: running ({running}.lock is held"),
+        format!("marker {later} is not finished: not started (no {later}.lock"),
+        format!("file {file} does not exist"),
+    ] {
+        assert!(line.contains(&needle), "{needle}\n{}", side.explain());
+    }
+    assert!(
+        !side.stderr().contains("after 20s"),
+        "the next report is 20 s later\n{}",
+        side.explain()
+    );
+    fs::write(&running, "{}\n").unwrap();
+    fs::write(&later, "{}\n").unwrap();
+    fs::write(&file, "").unwrap();
+    side.assert_exit(0, LONG, &[&owner]);
 }

@@ -6,12 +6,15 @@
 //!
 //! A row is run again (up to three times in all) while other work used more than PCT% (default
 //! 25) of the machine's CPU time during it; the quietest attempt is kept.
-//! Also the sigwait child of row 4: podvisor-bench sigwait
+//! Also the sigwait child of row 4 (podvisor-bench sigwait) and the floor loop of row 9
+//! (podvisor-bench floor postgres|redis|mysql PORT STAMP).
 
 mod ctx;
 mod idle;
+mod logcopy;
 mod overhead;
 mod proc;
+mod protocol;
 mod ready;
 mod report;
 mod sidecar;
@@ -233,6 +236,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("sigwait") {
         return ExitCode::from(signal::child() as u8);
     }
+    if std::env::args().nth(1).as_deref() == Some("floor") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return ExitCode::from(protocol::floor(&args) as u8);
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -250,7 +257,7 @@ fn main() -> ExitCode {
     let started = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let load_start = loadavg();
     let t0 = proc::now_ns();
-    let rows: [(u8, &str, Row); 9] = [
+    let rows: [(u8, &str, Row); 11] = [
         (1, "overhead and peak RSS", overhead::run),
         (2, "TCP readiness", ready::tcp),
         (3, "file readiness", ready::file),
@@ -260,6 +267,8 @@ fn main() -> ExitCode {
         (6, "50 targets", ready::scale),
         (7, "sidecar stop", sidecar::run),
         (8, "binary size", size::run),
+        (9, "log copy", logcopy::run),
+        (10, "protocol readiness", protocol::run),
     ];
     let mut sections = Vec::new();
     let mut failed = false;

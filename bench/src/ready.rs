@@ -17,7 +17,7 @@ use crate::stats::Unit;
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Starts `argv` with a pipe as stdout; returns the pid and the pipe's read end.
-fn start(ctx: &Ctx, argv: &[String]) -> Result<(i32, std::fs::File), String> {
+pub fn start(ctx: &Ctx, argv: &[String]) -> Result<(i32, std::fs::File), String> {
     let (r, w) = proc::pipe().map_err(|e| e.to_string())?;
     let io = Io {
         stdin: &ctx.null,
@@ -30,7 +30,7 @@ fn start(ctx: &Ctx, argv: &[String]) -> Result<(i32, std::fs::File), String> {
 }
 
 /// Reads the stamp, reaps the tool, and returns stamp - `ready_at` in ms.
-fn finish(pid: i32, mut out: std::fs::File, ready_at: u64, what: &str) -> Result<f64, String> {
+pub fn finish(pid: i32, mut out: std::fs::File, ready_at: u64, what: &str) -> Result<f64, String> {
     let stamp = match proc::read_stamp(&mut out, RUN_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
@@ -52,7 +52,7 @@ fn finish(pid: i32, mut out: std::fs::File, ready_at: u64, what: &str) -> Result
 }
 
 /// The delay before the dependency becomes ready: random over more than a 1 s poll cycle.
-fn delay(ctx: &mut Ctx) -> u64 {
+pub fn delay(ctx: &mut Ctx) -> u64 {
     if ctx.quick {
         ctx.delay_ms(30, 130)
     } else {

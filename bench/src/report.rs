@@ -57,6 +57,23 @@ fn versus(sections: &[Section], row: &str, key: &str, ours: &str, peer: &str) ->
     }
 }
 
+/// A budget on a rate relative to another line of the same run: ours >= `min` × theirs.
+fn share(sections: &[Section], row: &str, key: &str, (ours, base): (&str, &str), min: f64) -> Verdict {
+    let a = line(sections, key, ours).and_then(|(s, l)| Some((s.unit, l.median()?)));
+    let b = line(sections, key, base).and_then(|(_, l)| l.median());
+    Verdict {
+        row: row.into(),
+        budget: format!("median >= {:.0}% of {base}'s, same run", min * 100.0),
+        measured: match (a, b) {
+            (Some((u, a)), Some(b)) => {
+                format!("{} vs {}: {:.0}%", u.show(a), u.show(b), a / b * 100.0)
+            }
+            _ => "not measured".into(),
+        },
+        pass: a.zip(b).map(|((_, a), b)| a >= min * b),
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Stat {
     Median,
@@ -161,6 +178,35 @@ pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
         );
         verdict.row = format!("sidecar stop (`{}`)", tool.trim_start_matches("podvisor "));
         v.push(verdict);
+    }
+    v.push(share(
+        s,
+        "`--log-to` throughput",
+        "logcopy-throughput",
+        ("podvisor --log-to (1 MiB copy) -- dd", "dd alone"),
+        0.9,
+    ));
+    v.push(limit(
+        s,
+        "`--log-to` latency, line to copy",
+        ("logcopy-latency", "podvisor --log-to -- cat"),
+        Stat::P90,
+        5.0,
+        "p90 <= 5 ms",
+    ));
+    for (key, what) in [
+        ("proto-postgres", "postgres"),
+        ("proto-redis", "redis"),
+        ("proto-mysql", "mysql"),
+    ] {
+        v.push(limit(
+            s,
+            &format!("{what} readiness, defaults (issue 11)"),
+            (key, "podvisor (defaults)"),
+            Stat::P90,
+            100.0,
+            "p90 <= 100 ms, as TCP",
+        ));
     }
     v.push(limit(
         s,

@@ -11,6 +11,8 @@ pub enum Unit {
     PerSec,
     /// A plain count.
     Count,
+    /// Mebibytes per second.
+    MiBps,
 }
 
 impl Unit {
@@ -22,6 +24,7 @@ impl Unit {
             Unit::KiB => format!("{v:.0} KiB"),
             Unit::PerSec => format!("{v:.2}/s"),
             Unit::Count => format!("{v:.0}"),
+            Unit::MiBps => format!("{v:.0} MiB/s"),
         }
     }
 }

@@ -1,18 +1,22 @@
 //! Every way podvisor ends, and the one exit code each maps to.
 //!
-//! | outcome                          | exit code            |
-//! |----------------------------------|----------------------|
-//! | COMMAND exited with N            | N                    |
-//! | COMMAND killed by signal N       | 128+N                |
-//! | either, with `--map-exit FROM:TO` matching that N or 128+N | TO |
-//! | sidecar stopped on request       | 0                    |
-//! | no COMMAND, waits/until done     | 0                    |
-//! | wait failed (strict, or no COMMAND) | 124               |
-//! | podvisor's own/config error      | 125                  |
-//! | no process/memory/fd for COMMAND | 125                  |
-//! | COMMAND found, not executable    | 126                  |
-//! | COMMAND not found                | 127                  |
-//! | signal N during the wait phase   | 128+N                |
+//! | outcome                                               | exit code |
+//! |-------------------------------------------------------|-----------|
+//! | COMMAND exited with N                                 | N         |
+//! | COMMAND killed by signal N (forwarded, its own, the grace SIGKILL) | 128+N |
+//! | COMMAND's N or 128+N matches `--map-exit FROM:TO`     | TO        |
+//! | sidecar stopped on request (first TERM/INT/QUIT/HUP, until-condition; also in the wait phase) | 0 |
+//! | no COMMAND, waits and until-conditions done           | 0         |
+//! | wait failed (strict, or `--no-strict` with no COMMAND) | 124      |
+//! | podvisor's own error, configuration errors            | 125       |
+//! | no process, memory or descriptor to start COMMAND     | 125       |
+//! | COMMAND found, not executable                         | 126       |
+//! | COMMAND not found                                     | 127       |
+//! | terminating signal N during the wait phase (not a sidecar) | 128+N |
+//!
+//! `--map-exit` applies to COMMAND's own end only ([`Outcome::map_exit`]). No signal kills
+//! podvisor itself (all are read from a signalfd, see run/signals.rs) but KILL, which the
+//! shell shows as 137, and a genuine crash of its own.
 
 /// Exit code for a failed wait phase (as `timeout(1)`).
 pub const WAIT_FAILED: u8 = 124;

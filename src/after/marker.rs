@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::after::exit;
 use crate::after::exit::{ChildEnd, Outcome};
+use crate::after::shutdown::CallResult;
 use crate::run::signals;
 use crate::wait::Report;
 
@@ -32,8 +33,9 @@ const FILE_MODE: u32 = 0o644;
 pub struct Marker {
     /// Where the marker goes.
     path: PathBuf,
-    /// The open lock file, holding an exclusive flock; `None` where flock is unsupported.
-    lock: Option<File>,
+    /// The open lock file, holding an exclusive flock; `None` where flock is unsupported. Never
+    /// read: it is held until the `Marker` is dropped, which lets the lock go.
+    _lock: Option<File>,
 }
 
 /// What the marker records besides the outcome.
@@ -50,6 +52,9 @@ pub struct Record<'a> {
     pub started: Instant,
     /// `--map-exit` is in use: the marker adds `child_exit_code`.
     pub map_exit: bool,
+    /// The shutdown calls (pending in the first version, results in the last); the field is
+    /// left out when there are none.
+    pub shutdown: &'a [CallResult],
 }
 
 /// The marker's JSON, field for field as documented in the README.
@@ -69,6 +74,8 @@ struct Json<'a> {
     finished_at: String,
     duration_ms: u64,
     waits: Vec<Wait<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown: Option<&'a [CallResult]>,
 }
 
 /// One wait target in the marker.
@@ -102,9 +109,11 @@ impl Marker {
     /// turn straight into "running", never a lock-less moment that reads as "owner died".
     pub fn acquire(path: &Path) -> Result<Self, String> {
         let dir = folder(path);
-        create_folders(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        create_folders(&dir)
+            .map_err(|e| format!("creating {}: {e} ({})", dir.display(), who_can_write(&dir)))?;
         let lock_path = lock_path(path);
-        let lock = match locked_temp(&dir, path)? {
+        let temp = locked_temp(&dir, path).map_err(|e| format!("{e} ({})", who_can_write(&dir)))?;
+        let lock = match temp {
             Some((tmp, file)) => {
                 // Renamed into place already locked: nobody can see a fresh, unlocked lock file.
                 fs::rename(&tmp, &lock_path).map_err(|e| {
@@ -127,23 +136,26 @@ impl Marker {
         }
         Ok(Self {
             path: path.to_owned(),
-            lock,
+            _lock: lock,
         })
     }
 
-    /// Writes the marker atomically, then releases the lock (also when writing failed).
-    pub fn finish(self, record: &Record<'_>) -> Result<(), String> {
-        let json = render(record, SystemTime::now());
-        let written = write_atomically(&self.path, &json);
-        // The marker is in place (or never will be) before the lock goes: a sidecar that takes
-        // the lock and finds no marker may rightly say the owner died without one.
-        drop(self.lock);
-        written
+    /// Writes the marker atomically, keeping the lock: a later write replaces it whole (the
+    /// shutdown calls' results). Dropping the `Marker` releases the lock, so the marker is in
+    /// place (or never will be) before the lock goes: a sidecar that takes the lock and finds no
+    /// marker may rightly say the owner died without one.
+    pub fn write(&self, record: &Record<'_>) -> Result<(), String> {
+        write_atomically(&self.path, &render(record, SystemTime::now()))
+    }
+
+    /// Where the marker goes.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
 /// The folder PATH lives in (`.` for a bare name).
-fn folder(path: &Path) -> PathBuf {
+pub fn folder(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -151,7 +163,9 @@ fn folder(path: &Path) -> PathBuf {
 }
 
 /// Creates every missing folder above PATH with mode 1777; existing ones are left as they are.
-fn create_folders(dir: &Path) -> io::Result<()> {
+/// The sidecar side (`--until-marker`) does it too, before it waits: a step running as another
+/// UID can then write its marker on a root-owned volume (podman's emptyDir is root:root 0755).
+pub fn create_folders(dir: &Path) -> io::Result<()> {
     let missing: Vec<&Path> = dir
         .ancestors()
         .take_while(|d| !d.as_os_str().is_empty() && fs::symlink_metadata(d).is_err())
@@ -166,6 +180,30 @@ fn create_folders(dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Why a folder may not be writable, for an error line: the nearest existing folder at or above
+/// `dir` with its owner and mode, and who podvisor runs as:
+/// `/workspace is owned by 0:0 with mode 0755; podvisor runs as uid 65534, gid 65534`.
+pub fn who_can_write(dir: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: plain getters.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let me = format!("podvisor runs as uid {uid}, gid {gid}");
+    let found = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .find_map(|d| fs::metadata(d).ok().map(|m| (d, m)));
+    match found {
+        Some((d, m)) => format!(
+            "{} is owned by {}:{} with mode {:04o}; {me}",
+            d.display(),
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777
+        ),
+        None => me,
+    }
 }
 
 /// A fresh file next to `path`, named so that no other writer (another container's PID 1
@@ -299,6 +337,7 @@ fn render(record: &Record<'_>, finished_at: SystemTime) -> Vec<u8> {
                 last_error: t.last_error.as_deref(),
             })
             .collect(),
+        shutdown: (!record.shutdown.is_empty()).then_some(record.shutdown),
     };
     let mut bytes = serde_json::to_vec(&json).unwrap_or_else(|e| {
         // Serializing plain strings and numbers cannot fail; keep a valid object regardless.
@@ -376,6 +415,7 @@ mod tests {
             started_at,
             started: Instant::now(),
             map_exit,
+            shutdown: &[],
         };
         let bytes = render(&record, started_at + Duration::from_secs(2));
         assert_eq!(bytes.last(), Some(&b'\n'));
@@ -504,6 +544,36 @@ mod tests {
         assert!(v.get("child_exit_code").is_none(), "{v}");
         let v = parse_with(Outcome::WaitFailed(String::new()), true);
         assert!(v["child_exit_code"].is_null(), "{v}");
+    }
+
+    #[test]
+    fn shutdown_calls_are_listed_only_when_there_are_some() {
+        let calls = [CallResult {
+            url: "http://localhost:15020/quitquitquit".into(),
+            status: Some(200),
+            error: None,
+            after_ms: Some(3),
+        }];
+        let waits = Report::default();
+        let outcome = Outcome::Done;
+        let mut record = Record {
+            outcome: &outcome,
+            waits: &waits,
+            command: &[],
+            started_at: SystemTime::UNIX_EPOCH,
+            started: Instant::now(),
+            map_exit: false,
+            shutdown: &calls,
+        };
+        let json = |r: &Record<'_>| -> serde_json::Value {
+            serde_json::from_slice(&render(r, SystemTime::UNIX_EPOCH)).expect("marker is JSON")
+        };
+        assert_eq!(
+            json(&record)["shutdown"],
+            serde_json::json!([{"url":"http://localhost:15020/quitquitquit","status":200,"error":null,"after_ms":3}])
+        );
+        record.shutdown = &[];
+        assert!(json(&record).get("shutdown").is_none());
     }
 
     #[test]

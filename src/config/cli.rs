@@ -40,6 +40,9 @@ pub struct Cli {
     /// Wait until `/bin/sh -c STRING` exits 0 (its output shown at debug level); repeatable.
     #[arg(long, value_name = "SHELL STRING", action = ArgAction::Append)]
     pub wait_cmd: Vec<OsString>,
+    /// Wait until the file PATH has N lines matching RE (PATH#regex=RE&count=N, count defaults to 1); repeatable.
+    #[arg(long, value_name = "PATH#regex=RE", action = ArgAction::Append)]
+    pub wait_log: Vec<OsString>,
     /// Overall deadline of the wait phase (monotonic clock); 0 = none [default: 60s].
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<OsString>,
@@ -98,6 +101,33 @@ pub struct Cli {
     /// Sidecar role: the first TERM, INT, QUIT or HUP is the stop request (sent on as --stop-signal when set), and the stopped child's death counts as success.
     #[arg(long)]
     pub sidecar: bool,
+    /// When podvisor ends (on every path), POST to URL (http://, empty body); repeatable; never changes the exit code.
+    #[arg(long, value_name = "URL", action = ArgAction::Append)]
+    pub shutdown_post: Vec<OsString>,
+    /// Bound on all the shutdown calls together (a refused connect is retried within it) [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_timeout: Option<OsString>,
+    /// Wait for a mesh or proxy sidecar and POST its shutdown call at the end: istio, envoy, linkerd, cloudsql or dapr, as NAME[:READY_PORT[:SHUTDOWN_PORT]]; repeatable.
+    #[arg(long, value_name = "NAME", action = ArgAction::Append)]
+    pub proxy: Vec<OsString>,
+    /// Copy COMMAND's stdout and stderr (and podvisor's own lines) to PATH, bounded by --log-size; the output itself still goes to stdout and stderr.
+    #[arg(long, value_name = "PATH")]
+    pub log_to: Option<OsString>,
+    /// Bound of the --log-to copy, PATH and PATH.1 together (bytes, or K/KiB, M/MiB, G/GiB: powers of 1024) [default: 1MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub log_size: Option<OsString>,
+    /// On failure, print the last lines of this sidecar log (a file, or a folder: every *.log in it) to stderr; repeatable.
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub show_logs: Vec<OsString>,
+    /// How many lines of each --show-logs log to print [default: 50].
+    #[arg(long, value_name = "N")]
+    pub show_lines: Option<OsString>,
+    /// When to print the --show-logs logs: failure or always [default: failure].
+    #[arg(long, value_name = "WHEN")]
+    pub show_logs_when: Option<OsString>,
+    /// On failure, write a one-line reason to PATH (without it: to /dev/termination-log when that exists and is writable).
+    #[arg(long, value_name = "PATH")]
+    pub termination_log: Option<OsString>,
     /// Copy this executable into DIR (atomically, mode 0755) and exit.
     #[arg(long, value_name = "DIR")]
     pub install_to: Option<OsString>,

@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod duration;
+pub mod proxy;
+pub mod size;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::after::shutdown;
 use crate::run::signals;
 use crate::wait::policy::Policy;
 use crate::wait::target::{self, Target};
@@ -26,6 +29,22 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// When `--show-logs` prints the sidecars' logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShowWhen {
+    /// When the step failed (wait, start, non-zero exit, signal, podvisor's own error).
+    Failure,
+    /// On every way out.
+    Always,
+}
+
+/// The default bound of the `--log-to` copy.
+pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
+/// The smallest `--log-size`: each of the two files holds half, and a line should fit.
+pub const MIN_LOG_SIZE: u64 = 1 << 10;
+/// The default of `--show-lines`.
+pub const DEFAULT_SHOW_LINES: usize = 50;
 
 /// Everything podvisor needs to run, already validated.
 #[derive(Debug, Clone)]
@@ -63,6 +82,22 @@ pub struct Config {
     pub sidecar: bool,
     /// Copy the executable here and exit.
     pub install_to: Option<PathBuf>,
+    /// URLs to POST to when podvisor ends (`--shutdown-post` and the `--proxy` presets).
+    pub shutdown_posts: Vec<hyper::Uri>,
+    /// Bound on all the shutdown calls together.
+    pub shutdown_timeout: Duration,
+    /// Where the copy of COMMAND's output (and podvisor's own lines) goes.
+    pub log_to: Option<PathBuf>,
+    /// Bound of that copy, both files together, in bytes.
+    pub log_size: u64,
+    /// Sidecar logs (files or folders of `*.log`) to print when the step fails.
+    pub show_logs: Vec<PathBuf>,
+    /// Lines printed of each.
+    pub show_lines: usize,
+    /// When they are printed.
+    pub show_logs_when: ShowWhen,
+    /// Where the one-line reason of a failure goes (else /dev/termination-log if writable).
+    pub termination_log: Option<PathBuf>,
     /// Warnings found while reading the environment, logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -309,6 +344,15 @@ impl Config {
         for raw in src.many("wait-cmd", &cli.wait_cmd) {
             waits.push(Target::Cmd(raw.text()?.to_owned()));
         }
+        for raw in src.many("wait-log", &cli.wait_log) {
+            // The shorthand of `--wait log://PATH#...`, parsed the same way.
+            let text = raw.text()?;
+            let url = match text.strip_prefix("log://") {
+                Some(_) => text.to_owned(),
+                None => format!("log://{text}"),
+            };
+            waits.push(target::parse(&url).map_err(|e| raw.bad_target(e))?);
+        }
 
         let interval =
             src.positive_duration("interval", &cli.interval, Duration::from_millis(100))?;
@@ -398,11 +442,59 @@ impl Config {
             })?);
         }
 
+        let mut shutdown_posts = Vec::new();
+        for raw in src.many("shutdown-post", &cli.shutdown_post) {
+            shutdown_posts.push(shutdown::parse_url(raw.text()?).map_err(|e| raw.bad(e))?);
+        }
+        // After the explicit targets and calls, each added once: `--proxy istio` twice, or
+        // beside the same --shutdown-post, is still one wait and one call.
+        for raw in src.many("proxy", &cli.proxy) {
+            // `--proxy "$MESH"` with MESH empty means none, as an empty PODVISOR_PROXY does.
+            if raw.word()?.is_empty() {
+                continue;
+            }
+            let preset = proxy::parse(raw.text()?).map_err(|e| raw.bad(e))?;
+            let ready = target::parse(&preset.ready).map_err(|e| raw.bad(e))?;
+            if !waits.contains(&ready) {
+                waits.push(ready);
+            }
+            let call = shutdown::parse_url(&preset.shutdown).map_err(|e| raw.bad(e))?;
+            if !shutdown_posts.contains(&call) {
+                shutdown_posts.push(call);
+            }
+        }
+
         let until_files = src.paths("until-file", &cli.until_file)?;
         let until_markers = src.paths("until-marker", &cli.until_marker)?;
         let sidecar = src.flag("sidecar", cli.sidecar)?
             || !until_files.is_empty()
             || !until_markers.is_empty();
+
+        let log_size = match src.one("log-size", &cli.log_size) {
+            None => DEFAULT_LOG_SIZE,
+            Some(raw) => {
+                let n = size::parse(raw.text()?).map_err(|e| raw.bad(e))?;
+                if n < MIN_LOG_SIZE {
+                    return Err(raw.bad(format!("must be at least {}", size::show(MIN_LOG_SIZE))));
+                }
+                n
+            }
+        };
+        let show_lines = match src.one("show-lines", &cli.show_lines) {
+            None => DEFAULT_SHOW_LINES,
+            Some(raw) => raw
+                .word()?
+                .parse::<usize>()
+                .map_err(|_| raw.bad("expected a whole number of lines (0 or more)"))?,
+        };
+        let show_logs_when = match src.one("show-logs-when", &cli.show_logs_when) {
+            None => ShowWhen::Failure,
+            Some(raw) => match raw.word()?.to_ascii_lowercase().as_str() {
+                "failure" => ShowWhen::Failure,
+                "always" => ShowWhen::Always,
+                _ => return Err(raw.bad("expected failure or always")),
+            },
+        };
 
         Ok(Config {
             waits,
@@ -431,6 +523,18 @@ impl Config {
             stop_signal: src.signal("stop-signal", &cli.stop_signal)?,
             sidecar,
             install_to: src.path("install-to", &cli.install_to)?,
+            shutdown_posts,
+            shutdown_timeout: src.positive_duration(
+                "shutdown-timeout",
+                &cli.shutdown_timeout,
+                shutdown::DEFAULT_TIMEOUT,
+            )?,
+            log_to: src.path("log-to", &cli.log_to)?,
+            log_size,
+            show_logs: src.paths("show-logs", &cli.show_logs)?,
+            show_lines,
+            show_logs_when,
+            termination_log: src.path("termination-log", &cli.termination_log)?,
             warnings,
         })
     }
@@ -453,6 +557,18 @@ pub fn requested_log_format() -> LogFormat {
         Some(v) if v.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
         _ => LogFormat::Text,
     }
+}
+
+/// The termination log asked for, read leniently: for reporting a configuration error itself.
+pub fn requested_termination_log() -> Option<PathBuf> {
+    let flag = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches()
+        .ok()
+        .and_then(|m| m.get_one::<OsString>("termination_log").cloned());
+    flag.or_else(|| std::env::var_os(cli::env_name("termination-log")))
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+        .map(PathBuf::from)
 }
 
 impl Cli {

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use crate::after::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND, OWN_ERROR};
 use crate::run::reaper::Reaper;
 use crate::run::signals;
+use crate::sidecar::logcopy;
 
 /// Why COMMAND could not start: exit code 126, 127 or 125 and a line naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,9 +257,17 @@ pub fn spawn(reaper: &Reaper, argv: &[OsString], group: bool) -> Result<Child, S
     let path = resolve(program)?;
     let foreground = group && in_terminal_foreground();
     let mut cmd = command(&path, argv, group, foreground);
+    // With --log-to, COMMAND's stdout and stderr become pipes that podvisor passes through.
+    let capture = logcopy::capture(&mut cmd);
     let (pid, end) = reaper
         .spawn(&mut cmd)
         .map_err(|e| spawn_error(program, &e))?;
+    // Our copies of the pipes' write ends go with the Command, so that COMMAND's end (and its
+    // descendants') is the pipes' end.
+    drop(cmd);
+    if let Some(capture) = capture {
+        capture.start();
+    }
     let terminal = foreground.then(|| {
         // Also from the parent, as shells do: whichever runs first wins, the other is a no-op.
         let _ = unistd::tcsetpgrp(io::stdin(), pid);

@@ -68,6 +68,7 @@ pub async fn supervise(
                 tracing::info!("grace period of {} expired, sending SIGKILL", duration::show(config.grace_period));
                 send(&child, libc::SIGKILL);
                 state.killed = true;
+                crate::after::termination::grace_period_expired();
             }
             // The sidecar's work is done.
             _ = until_holds(&mut until), if until.is_some() => {
@@ -81,6 +82,8 @@ pub async fn supervise(
     };
     // The pump cleared it when the child was reaped; this only says so here too.
     forwarder.clear();
+    // With --log-to: the child's last output goes into the copy before this line.
+    crate::sidecar::logcopy::catch_up();
     tracing::info!("child ended ({})", describe(end));
     // Hand the terminal back before anything else can print.
     drop(child.terminal.take());

@@ -22,6 +22,7 @@ use nix::libc;
 use tokio::sync::oneshot;
 
 use crate::after::marker;
+use crate::sidecar::progress;
 use crate::wait::file::Watcher;
 
 /// Resolves once every condition holds. `poll` is the fallback interval without inotify.
@@ -31,10 +32,37 @@ pub async fn until(files: Vec<PathBuf>, markers: Vec<PathBuf>, poll: Duration) {
         .map(|m| format!("marker {}", m.display()))
         .chain(files.iter().map(|f| format!("file {}", f.display())))
         .collect();
+    for m in &markers {
+        prepare_folder(m);
+    }
     tracing::info!("until: waiting for {}", names.join(", "));
+    tokio::select! {
+        _ = all_hold(&files, &markers, poll) => {}
+        // Never ends: says what is still awaited, at growing intervals.
+        _ = progress::report(&files, &markers) => {}
+    }
+}
+
+/// Creates the missing folders of marker `path` (mode 1777, as the step side does), so that a
+/// step running as another UID can write its marker on a root-owned volume. A failure is a
+/// warning: the step side may still manage, or the folder may appear later.
+fn prepare_folder(path: &Path) {
+    let dir = marker::folder(path);
+    if let Err(e) = marker::create_folders(&dir) {
+        tracing::warn!(
+            "until: cannot create {} for the marker {}: {e} ({}); a step running as another \
+             user may not be able to write its marker there",
+            dir.display(),
+            path.display(),
+            marker::who_can_write(&dir)
+        );
+    }
+}
+
+async fn all_hold(files: &[PathBuf], markers: &[PathBuf], poll: Duration) {
     // Each marker is its own command container (they may run one after another); once
     // finished, a container stays finished, so one after the other is as good as all at once.
-    for m in &markers {
+    for m in markers {
         marker_finished(m, poll).await;
     }
     // Made once: a watcher's inotify fd is never closed (see wait/file.rs).

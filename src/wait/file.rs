@@ -25,11 +25,22 @@ pub struct Watcher {
     fd: Option<ManuallyDrop<AsyncFd<Owned<Inotify>>>>,
     /// The folder watched now and its descriptor.
     watching: Option<(PathBuf, WatchDescriptor)>,
+    /// Also report writes to files in the folder (a log that grows), not only new entries.
+    modify: bool,
 }
 
 impl Watcher {
     /// A watcher for `path`; falls back to polling when inotify is unavailable.
     pub fn new(path: &Path) -> Self {
+        Self::watch(path, false)
+    }
+
+    /// A watcher that also wakes up when a file in the folder is written to.
+    pub fn with_modify(path: &Path) -> Self {
+        Self::watch(path, true)
+    }
+
+    fn watch(path: &Path, modify: bool) -> Self {
         let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(std::io::Error::from)
             .and_then(|fd| {
@@ -46,6 +57,7 @@ impl Watcher {
             path: absolute(path),
             fd,
             watching: None,
+            modify,
         }
     }
 
@@ -103,12 +115,17 @@ impl Watcher {
         if let Some((_, wd)) = self.watching.take() {
             let _ = fd.get_ref().0.rm_watch(wd);
         }
-        let mask = AddWatchFlags::IN_CREATE
+        let mut mask = AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_MOVED_TO
             | AddWatchFlags::IN_ATTRIB
             | AddWatchFlags::IN_DELETE_SELF
             | AddWatchFlags::IN_MOVE_SELF
             | AddWatchFlags::IN_ONLYDIR;
+        if self.modify {
+            // IN_MOVED_FROM and IN_DELETE: a log rotated away or removed.
+            mask |=
+                AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_MOVED_FROM | AddWatchFlags::IN_DELETE;
+        }
         match fd.get_ref().0.add_watch(dir, mask) {
             Ok(wd) => self.watching = Some((dir.to_owned(), wd)),
             Err(e) => tracing::debug!("cannot watch {}: {e}; polling", dir.display()),

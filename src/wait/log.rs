@@ -1,12 +1,253 @@
-//! Log readiness: a file has `count` lines matching a pattern (issue 12, not built yet).
+//! Log readiness: a file has COUNT lines matching a regular expression.
+//!
+//! The file is followed like `tail -F`: read from where the last check stopped, lines counted
+//! once. The `--log-to` copy rotates (PATH moves to PATH.1, a new PATH starts) and a sidecar may
+//! truncate its log: a new inode at PATH means the old one is read to its end through the open
+//! descriptor first, then the new one from its start; a file shorter than what was read means it
+//! was truncated, and it is read again from its start. Lines already in PATH.1 at the first
+//! check count too. Every change in the folder (inotify, `IN_MODIFY` included) triggers a check;
+//! the policy's regular attempts are the fallback where inotify is unavailable.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use regex_lite::Regex;
+
+use super::file::Watcher;
 use super::target::Log;
-use super::Attempt;
 
-/// One attempt.
-pub async fn attempt(log: &Log) -> Attempt {
-    Attempt::NotReady(format!(
-        "log:// targets are not implemented yet ({})",
-        log.path.display()
-    ))
+/// A line longer than this counts as a line of its own (a writer that never ends its line must
+/// not grow memory).
+const MAX_LINE: usize = 64 * 1024;
+
+/// Follows one log file across checks.
+pub struct Follower {
+    /// What is waited for.
+    spec: Log,
+    /// The compiled pattern.
+    regex: Regex,
+    /// The file read so far, its inode and how far it was read.
+    open: Option<(File, u64, u64)>,
+    /// Whether PATH.1 was read (once, at the first check).
+    started: bool,
+    /// The start of a line whose end has not been written yet.
+    partial: Vec<u8>,
+    /// Matching lines seen.
+    matched: u32,
+    /// The last complete line seen, for the reason when not ready.
+    last_line: Option<String>,
+    /// Folder events (modify, create, move) that trigger a check.
+    watcher: Watcher,
+}
+
+impl Follower {
+    /// A follower for `spec` (its pattern compiled by the configuration).
+    pub fn new(spec: &Log) -> Self {
+        Self {
+            spec: spec.clone(),
+            regex: spec.regex.0.clone(),
+            open: None,
+            started: false,
+            partial: Vec::new(),
+            matched: 0,
+            last_line: None,
+            watcher: Watcher::with_modify(&spec.path),
+        }
+    }
+
+    /// Reads what is new; Ok once COUNT matching lines were seen, else why not.
+    pub fn check(&mut self) -> Result<(), String> {
+        // Moves the watch first, so that whatever is written after this read raises an event.
+        self.watcher.check();
+        self.read_new();
+        if self.matched >= self.spec.count {
+            return Ok(());
+        }
+        Err(self.reason())
+    }
+
+    /// Sleeps for `delay`, checking at every change in the folder; true once ready.
+    pub async fn ready_within(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return false,
+                _ = self.watcher.changed() => if self.check().is_ok() { return true },
+            }
+        }
+    }
+
+    fn reason(&self) -> String {
+        let path = self.spec.path.display();
+        let seen = match self.spec.count {
+            1 => "no line matches".to_owned(),
+            n => format!("{} of {n} lines match", self.matched),
+        };
+        match (&self.open, &self.last_line) {
+            (None, _) => format!("{path} does not exist"),
+            (Some(_), None) => format!("{seen} /{}/ in {path}: it is empty", self.regex),
+            (Some(_), Some(line)) => {
+                format!("{seen} /{}/ in {path}; last line: {line:?}", self.regex)
+            }
+        }
+    }
+
+    fn read_new(&mut self) {
+        if !self.started {
+            self.started = true;
+            let mut older = self.spec.path.as_os_str().to_owned();
+            older.push(".1");
+            if let Ok(mut f) = File::open(&older) {
+                self.read_to_end(&mut f);
+                self.end_line();
+            }
+        }
+        let current = File::open(&self.spec.path).ok();
+        let ino = current
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| (m.ino(), m.len()));
+        match (&mut self.open, ino) {
+            (Some((_, old_ino, _)), Some((new_ino, _))) if *old_ino != new_ino => {
+                // Rotated (or replaced): the rest of the old file first, then the new one.
+                if let Some((mut f, _, _)) = self.open.take() {
+                    self.read_to_end(&mut f);
+                    self.end_line();
+                }
+            }
+            (Some((_, _, offset)), Some((_, len))) if len < *offset => {
+                // Truncated: it starts over.
+                self.open = None;
+                self.partial.clear();
+            }
+            // Moved away and not recreated yet: the rest of what was written before the move,
+            // below.
+            _ => {}
+        }
+        if self.open.is_none() {
+            if let (Some(f), Some((ino, _))) = (current, ino) {
+                self.open = Some((f, ino, 0));
+            }
+        }
+        if let Some((f, ino, offset)) = self.open.take() {
+            let mut f = f;
+            let read = self.read_rest(&mut f, offset);
+            self.open = Some((f, ino, offset + read));
+        }
+    }
+
+    /// Reads `f` from `offset` to its end; returns the bytes read.
+    fn read_rest(&mut self, f: &mut File, offset: u64) -> u64 {
+        if f.seek(SeekFrom::Start(offset)).is_err() {
+            return 0;
+        }
+        self.read_to_end(f)
+    }
+
+    fn read_to_end(&mut self, f: &mut File) -> u64 {
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => {
+                    total += n as u64;
+                    self.feed(&buf[..n]);
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&bytes[..nl]);
+            self.end_line();
+            bytes = &bytes[nl + 1..];
+        }
+        self.partial.extend_from_slice(bytes);
+        if self.partial.len() > MAX_LINE {
+            self.end_line();
+        }
+    }
+
+    /// The line collected so far is complete: count it.
+    fn end_line(&mut self) {
+        if self.partial.is_empty() {
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.partial);
+        let line = line.strip_suffix('\r').unwrap_or(&line);
+        if self.regex.is_match(line) {
+            self.matched = self.matched.saturating_add(1);
+        }
+        self.last_line = Some(shorten(line));
+        self.partial.clear();
+    }
+}
+
+/// The last line, cut for a log line.
+fn shorten(line: &str) -> String {
+    const MAX: usize = 200;
+    if line.len() <= MAX {
+        return line.to_owned();
+    }
+    let mut end = MAX;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &line[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn spec(url: &str) -> Log {
+        match super::super::target::parse(url) {
+            Ok(super::super::target::Target::Log(l)) => l,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn follows_rotation_and_truncation() {
+        // The follower's inotify registers with the runtime's reactor.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let dir = std::env::temp_dir().join(format!("podvisor-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.log");
+        let mut f = File::create(&path).unwrap();
+        writeln!(f, "starting").unwrap();
+        let mut follower = Follower::new(&spec(&format!(
+            "log://{}#regex=^ready&count=3",
+            path.display()
+        )));
+        let e = follower.check().unwrap_err();
+        assert!(e.contains("last line: \"starting\""), "{e}");
+        write!(f, "ready 1\nrea").unwrap();
+        assert!(follower.check().is_err());
+        // Rotation: the end of the line lands in the old file, then a new file starts.
+        writeln!(f, "dy 2").unwrap();
+        std::fs::rename(&path, dir.join("s.log.1")).unwrap();
+        let mut g = File::create(&path).unwrap();
+        writeln!(g, "other").unwrap();
+        let e = follower.check().unwrap_err();
+        assert!(e.contains("2 of 3") && e.contains("\"other\""), "{e}");
+        // Truncation: read again from the start.
+        g.set_len(0).unwrap();
+        assert!(follower.check().is_err());
+        let mut g = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        writeln!(g, "ready 3").unwrap();
+        assert_eq!(follower.check(), Ok(()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -17,6 +17,7 @@ mod redis;
 mod tcp;
 mod tls;
 mod unix;
+mod wire;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -275,6 +276,10 @@ async fn run_target(
         Target::File(path) => Some(file::Watcher::new(path)),
         _ => None,
     };
+    let mut follower = match &target {
+        Target::Log(l) => Some(log::Follower::new(l)),
+        _ => None,
+    };
     let ready = |attempts: u32, detail: &str| {
         progress
             .lock()
@@ -310,7 +315,12 @@ async fn run_target(
                 .min(d.saturating_duration_since(Instant::now())),
             None => policy.attempt_timeout,
         };
-        let result = match timeout(bound, attempt(&target, watcher.as_mut(), &reaper)).await {
+        let result = match timeout(
+            bound,
+            attempt(&target, watcher.as_mut(), follower.as_mut(), &reaper),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Attempt::NotReady(format!("attempt timed out after {}", show(bound))),
         };
@@ -338,21 +348,30 @@ async fn run_target(
         } else {
             now + delay
         };
-        match watcher.as_mut() {
-            Some(w) => {
-                if w.exists_within(due.saturating_duration_since(Instant::now()))
-                    .await
-                {
+        let until_due = due.saturating_duration_since(Instant::now());
+        match (watcher.as_mut(), follower.as_mut()) {
+            (Some(w), _) => {
+                if w.exists_within(until_due).await {
                     return ready(attempts, "");
                 }
             }
-            None => sleep_until(due).await,
+            (_, Some(f)) => {
+                if f.ready_within(until_due).await {
+                    return ready(attempts, "");
+                }
+            }
+            _ => sleep_until(due).await,
         }
     }
 }
 
 /// One attempt on any target: the one place that maps a target to its probe.
-async fn attempt(target: &Target, watcher: Option<&mut file::Watcher>, reaper: &Reaper) -> Attempt {
+async fn attempt(
+    target: &Target,
+    watcher: Option<&mut file::Watcher>,
+    follower: Option<&mut log::Follower>,
+    reaper: &Reaper,
+) -> Attempt {
     match target {
         Target::Tcp(t) => tcp::attempt(t).await,
         Target::File(path) => match watcher.map(file::Watcher::check) {
@@ -364,7 +383,10 @@ async fn attempt(target: &Target, watcher: Option<&mut file::Watcher>, reaper: &
         Target::Postgres(db) => postgres::attempt(db).await,
         Target::Redis(db) => redis::attempt(db).await,
         Target::Mysql(db) => mysql::attempt(db).await,
-        Target::Log(l) => log::attempt(l).await,
+        Target::Log(_) => match follower {
+            Some(f) => f.check().into(),
+            None => Attempt::NotReady("cannot follow the log".into()),
+        },
         Target::Cmd(script) => cmd::probe(script, reaper).await.into(),
     }
 }
@@ -381,3 +403,9 @@ pub fn count(n: u32, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+// What the shutdown calls (after/shutdown.rs) share with the probes: the connect that tells a
+// refused port apart, and the Basic credentials' encoding.
+pub(crate) use http::base64;
+pub(crate) use target::percent_decode;
+pub(crate) use tcp::open as tcp_open;

@@ -17,43 +17,64 @@ use super::Attempt;
 /// accepts wins. Trying them one by one would let an address that drops SYNs (an IPv6 record on
 /// an IPv4-only network) hold up the others until the attempt times out.
 pub async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+    open(host, port).await.map_err(|e| e.message)
+}
+
+/// Why a connect failed, for callers that treat a refused connect differently (the shutdown
+/// calls retry it: the proxy may be restarting).
+#[derive(Debug)]
+pub struct ConnectError {
+    /// At least one address answered "Connection refused": something is there, not listening.
+    pub refused: bool,
+    /// Every address's error, one line.
+    pub message: String,
+}
+
+/// [`connect`], with the refused case told apart.
+pub async fn open(host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+    let failed = |refused, message| ConnectError { refused, message };
     let addrs: Vec<std::net::SocketAddr> = match loopback(host, port) {
         Some(addrs) => addrs,
         None => lookup_host((host, port))
             .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map_err(|e| failed(false, format!("cannot resolve {host}: {e}")))?
             .collect(),
     };
+    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionRefused;
     if let [addr] = addrs[..] {
         // One address (an IP literal, most names): no task to spawn and wake, which is a
         // quarter of an attempt's system calls while a port stays closed.
         return TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("{addr}: {e}"));
+            .map_err(|e| failed(refused(&e), format!("{addr}: {e}")));
     }
     let mut tries = JoinSet::new();
     for addr in addrs {
         tries.spawn(async move {
             TcpStream::connect(addr)
                 .await
-                .map_err(|e| format!("{addr}: {e}"))
+                .map_err(|e| (refused(&e), format!("{addr}: {e}")))
         });
     }
     let mut errors = Vec::new();
+    let mut any_refused = false;
     // Dropping the set on return aborts the connects still in flight.
     while let Some(joined) = tries.join_next().await {
         match joined {
             Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => errors.push(e),
+            Ok(Err((was_refused, e))) => {
+                any_refused |= was_refused;
+                errors.push(e);
+            }
             Err(e) => errors.push(e.to_string()),
         }
     }
     if errors.is_empty() {
-        return Err(format!("{host} has no address"));
+        return Err(failed(false, format!("{host} has no address")));
     }
     // Sorted, so that the last-error lines of successive attempts compare equal.
     errors.sort();
-    Err(errors.join("; "))
+    Err(failed(any_refused, errors.join("; ")))
 }
 
 /// One attempt.

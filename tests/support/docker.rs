@@ -315,19 +315,22 @@ pub fn compose_command() -> Command {
     }
 }
 
+/// Whether the test process `pid` is gone, or a zombie nobody has reaped yet (its /proc entry
+/// stays until then): what it created may be removed.
+pub fn pid_gone(pid: &str) -> bool {
+    let stat = fs::read_to_string(Path::new("/proc").join(pid.trim()).join("stat"));
+    stat.map_or(true, |s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
 /// Removes what earlier test processes left behind: labelled resources whose pid is gone.
 fn sweep_once() {
     static SWEPT: OnceLock<()> = OnceLock::new();
     SWEPT.get_or_init(|| {
         let t = Duration::from_secs(60);
-        // Gone, or a zombie nobody has reaped yet (its /proc entry stays until then).
-        let dead = |pid: &str| {
-            let stat = fs::read_to_string(Path::new("/proc").join(pid.trim()).join("stat"));
-            stat.map_or(true, |s| {
-                s.rsplit_once(") ")
-                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
-            })
-        };
+        let dead = pid_gone;
         let list = |args: &[&str]| -> Vec<(String, String)> {
             let mut cmd = Command::new("docker");
             cmd.args(args);

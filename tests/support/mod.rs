@@ -5,7 +5,10 @@
 pub mod cgroup;
 pub mod docker;
 pub mod pod;
+pub mod podman;
+pub mod proxy;
 pub mod rng;
+pub mod servers;
 pub mod sigs;
 pub mod wait;
 

@@ -4,6 +4,9 @@
 //!
 //!     noflock COMMAND [ARGS]...
 //!
+//! With `NOFLOCK_REFUSE=signalfd` in the environment it refuses signalfd4(2) (ENOMEM) instead,
+//! for podvisor's own error after start-up (tests/shutdown.rs).
+//!
 //! It sets no_new_privs (required to install a filter without CAP_SYS_ADMIN, and harmless as
 //! root), installs a seccomp filter that fails every flock with ENOLCK and allows every other
 //! system call, then execs COMMAND. The filter is inherited by every child and survives exec.
@@ -56,13 +59,17 @@ fn main() {
     // Offsets in struct seccomp_data: nr (int) at 0, arch (u32) at 4.
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let ret = libc::BPF_RET | libc::BPF_K;
+    let (refused, errno) = match std::env::var("NOFLOCK_REFUSE").as_deref() {
+        Ok("signalfd") => (libc::SYS_signalfd4, libc::ENOMEM),
+        _ => (libc::SYS_flock, libc::ENOLCK),
+    };
     let mut filter = [
         stmt(load, 4),
         // Another ABI (i386 via int 0x80) has other numbers: leave it alone.
         jump_eq(AUDIT_ARCH_X86_64, 0, 3),
         stmt(load, 0),
-        jump_eq(libc::SYS_flock as u32, 0, 1),
-        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::ENOLCK as u32),
+        jump_eq(refused as u32, 0, 1),
+        stmt(ret, libc::SECCOMP_RET_ERRNO | errno as u32),
         stmt(ret, libc::SECCOMP_RET_ALLOW),
     ];
     let prog = libc::sock_fprog {
