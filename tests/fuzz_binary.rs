@@ -106,6 +106,15 @@ fn random_run(rng: &mut Rng, dir: &str) -> (Vec<OsString>, Vec<(OsString, OsStri
     (argv, env)
 }
 
+/// Reads a pipe to its end in a thread.
+fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
 /// Runs podvisor with `argv` then bounded waits and a harmless command; checks the contract.
 fn check(argv: &[OsString], env: &[(OsString, OsString)]) -> i32 {
     check_within(argv, env, "300ms")
@@ -131,15 +140,29 @@ fn check_within(argv: &[OsString], env: &[(OsString, OsString)], timeout: &str) 
         .stderr(Stdio::piped());
     let shown = format!("env {env:?} podvisor {argv:?}");
     let start = Instant::now();
-    let child = cmd.spawn().expect("start podvisor");
-    let pid = child.id() as i32;
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(HANG);
-        // SAFETY: kill(2) on our child if it still runs after HANG (a hang).
-        unsafe { nix::libc::kill(pid, nix::libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().expect("wait");
-    drop(killer);
+    let mut child = cmd.spawn().expect("start podvisor");
+    // Output read aside; the child killed (while still ours, never a recycled pid) on a hang.
+    let readers = [
+        child.stdout.take().map(read_all),
+        child.stderr.take().map(read_all),
+    ];
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let [stdout, stderr] =
+        readers.map(|r| r.map(|h| h.join().unwrap_or_default()).unwrap_or_default());
+    let out = std::process::Output {
+        status,
+        stdout,
+        stderr,
+    };
     let took = start.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
