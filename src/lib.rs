@@ -6,7 +6,8 @@
 //! 2. `run/signals`: every signal but KILL and STOP is blocked before any thread or child exists and read
 //!    from a signalfd by one pump task; SIGCHLD makes `run/reaper` (the only waitpid caller)
 //!    collect every exited child, and while a child runs the pump forwards to it at once.
-//! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else.
+//! 3. `after/marker`: with `--marker`, the lock on PATH.lock is taken before anything else (if
+//!    its folder is not writable yet, tried again after the wait phase and at the end).
 //! 4. `wait/`: every target concurrently under one deadline; `target` parses the `--wait URL`
 //!    syntax, one file per probe (each an `attempt -> Ready | NotReady(reason)`); the protocol
 //!    probes (postgres, redis, mysql) are pure decisions on the server's first bytes around one
@@ -51,9 +52,8 @@ use run::{child, supervise};
 use sidecar::{logcopy, until};
 use wait::Report;
 
-/// Runs podvisor to its end. Blocks the `--rewrite-signal` sources (`main` has blocked the
-/// rest with `signals::block_early` first) and builds the runtime, so call it from `main`
-/// before any other thread exists.
+/// Runs podvisor to its end. Builds the runtime, so call it from `main` (after
+/// `signals::block_early`, which every thread inherits) before any other thread exists.
 pub fn run(config: Config) -> Outcome {
     let mut report = Report::default();
     let outcome = run_inner(&config, &mut report);
@@ -106,9 +106,7 @@ fn run_inner(config: &Config, report: &mut Report) -> Outcome {
             Err(e) => Outcome::Error(e),
         };
     }
-    if let Err(e) = signals::block(&config.rewrites) {
-        return failed_early(config, format!("cannot block signals: {e}"));
-    }
+    signals::check_rewrites(&config.rewrites);
     if std::process::id() != 1 {
         // Orphans of the step are reparented to us instead of the host's init, and reaped.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
@@ -133,17 +131,15 @@ async fn run_async(config: &Config, report: &mut Report) -> Outcome {
     let started_at = SystemTime::now();
     let started = Instant::now();
     // Before anything else, so that a sidecar sees this step as running from the first moment.
-    let marker = config.marker.as_deref().and_then(|path| {
-        marker::Marker::acquire(path)
-            .map_err(|e| {
-                tracing::error!(
-                    "cannot prepare the marker {} (it will not be written): {e}",
-                    path.display()
-                )
-            })
-            .ok()
-    });
-    let outcome = start(config, report).await.map_exit(&config.map_exit);
+    let next = if config.waits.is_empty() {
+        AT_END
+    } else {
+        "trying again after the wait phase"
+    };
+    let mut marker = marker::Slot::acquire(config.marker.as_deref(), next);
+    let outcome = start(config, report, &mut marker)
+        .await
+        .map_exit(&config.map_exit);
     if let (Outcome::Mapped { code, .. }, Some(from)) = (&outcome, outcome.child_code()) {
         tracing::info!("exit code {from} mapped to {code} (--map-exit)");
     }
@@ -160,19 +156,28 @@ async fn run_async(config: &Config, report: &mut Report) -> Outcome {
         shutdown: &pending,
     };
     // The after-phase, in this order (README "Exit codes" holds whatever happens here):
-    // 1. The marker, first, so that a sidecar watching the shared volume learns at once.
-    write_marker(marker.as_ref(), &record);
+    // 1. The marker, first, so that a sidecar watching the shared volume learns at once. If it
+    //    could not be prepared so far, a last try: its folder may be writable by now, and the
+    //    marker alone still tells the sidecar, though its lock was not held while the step ran.
+    marker.try_again(
+        Some("at the end (its lock was not held while the step ran)"),
+        "it will not be written",
+    );
+    write_marker(marker.held(), &record);
     // 2. The shutdown calls, made whether or not the marker could be written; then the marker
     //    again with their results. Its lock goes only after that final version, so a reader
     //    that needs the results waits for the lock.
     let results = shutdown::post_all(&config.shutdown_posts, config.shutdown_timeout).await;
     if !results.is_empty() {
         record.shutdown = &results;
-        write_marker(marker.as_ref(), &record);
+        write_marker(marker.held(), &record);
     }
     drop(marker);
     outcome
 }
+
+/// The error line's end when the marker could not be prepared and the next try is the last.
+const AT_END: &str = "trying again at the end";
 
 /// Writes the marker, if there is one; a failure is one error line and changes nothing else.
 fn write_marker(marker: Option<&marker::Marker>, record: &marker::Record<'_>) {
@@ -199,7 +204,7 @@ pub fn failed_early(config: &Config, reason: String) -> Outcome {
 }
 
 /// Signals and reaping, then the steps; every way out of here is recorded by the marker.
-async fn start(config: &Config, report: &mut Report) -> Outcome {
+async fn start(config: &Config, report: &mut Report, marker: &mut marker::Slot) -> Outcome {
     let reaper = Reaper::new();
     let source = match signals::SignalSource::open() {
         Ok(s) => s,
@@ -212,7 +217,7 @@ async fn start(config: &Config, report: &mut Report) -> Outcome {
         me: std::process::id() as i32,
     });
     let mut signals = signals::pump(source, reaper.clone(), forwarder.clone());
-    steps(config, &reaper, &mut signals, &forwarder, report).await
+    steps(config, &reaper, &mut signals, &forwarder, report, marker).await
 }
 
 /// wait -> run -> until: the part of the pipeline that the marker records.
@@ -222,6 +227,7 @@ async fn steps(
     signals: &mut UnboundedReceiver<Received>,
     forwarder: &signals::Forwarder,
     report: &mut Report,
+    marker: &mut marker::Slot,
 ) -> Outcome {
     if !config.waits.is_empty() {
         let tracker = wait::Tracker::new(&config.waits);
@@ -263,6 +269,12 @@ async fn steps(
             }
             tracing::warn!("--no-strict: running the command anyway");
         }
+        // The sidecars waited for have had their start by now: one of them (`--until-marker`)
+        // may have made the marker's folder writable for this UID.
+        marker.try_again(
+            Some("after the wait phase (its lock is held from now on)"),
+            AT_END,
+        );
     }
 
     let until: Option<supervise::Until> =

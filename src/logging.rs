@@ -17,11 +17,14 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; a second call is a no-op.
-pub fn init(format: LogFormat, level: Level) {
+/// Installs the global subscriber; a second call is a no-op. With a `--log-to` copy, lines down
+/// to info go to the copy whatever `level` keeps off stderr (`-q` is for the container's log;
+/// the copy is for finding out what happened).
+pub fn init(format: LogFormat, level: Level, copy: bool) {
+    let most = if copy { level.max(Level::INFO) } else { level };
     let builder = tracing_subscriber::fmt()
-        .with_writer(|| Tee)
-        .with_max_level(level)
+        .with_writer(Lines { stderr: level })
+        .with_max_level(most)
         // A log line that cannot be written (stderr a pipe whose reader is gone) is lost, and
         // that is all: by default tracing-subscriber reports it with `eprintln!`, which panics
         // on the same broken stderr, and with panic = "abort" that killed podvisor mid-step
@@ -71,9 +74,31 @@ where
     }
 }
 
-/// stderr, and the `--log-to` copy when there is one. tracing-subscriber formats a whole event
-/// and writes it with one `write_all`, so each line reaches the copy whole.
-struct Tee;
+/// Where each line goes: stderr at `stderr` and above, and the `--log-to` copy.
+struct Lines {
+    stderr: Level,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+    type Writer = Tee;
+
+    fn make_writer(&'a self) -> Tee {
+        Tee { stderr: true }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Tee {
+        Tee {
+            stderr: *meta.level() <= self.stderr,
+        }
+    }
+}
+
+/// stderr (unless the level keeps the line off it), and the `--log-to` copy when there is one.
+/// tracing-subscriber formats a whole event and writes it with one `write_all`, so each line
+/// reaches the copy whole.
+struct Tee {
+    stderr: bool,
+}
 
 impl std::io::Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -83,7 +108,11 @@ impl std::io::Write for Tee {
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         crate::sidecar::logcopy::tee_own(buf);
-        std::io::stderr().write_all(buf)
+        if self.stderr {
+            std::io::stderr().write_all(buf)
+        } else {
+            Ok(())
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
             logging::init(
                 podvisor::config::requested_log_format(),
                 tracing::Level::ERROR,
+                false,
             );
             tracing::error!("{e}");
             podvisor::after::termination::write_to(
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(podvisor::after::exit::OWN_ERROR);
         }
     };
-    logging::init(config.log_format, config.log_level);
+    logging::init(config.log_format, config.log_level, config.log_to.is_some());
     let outcome = match blocked {
         // Past the configuration, every way out goes through the after-phase.
         Err(e) => podvisor::fail(&config, format!("cannot block signals: {e}")),

@@ -21,9 +21,10 @@ fn image_is_empty_but_for_podvisor_and_small() {
     let size: u64 = docker_ok(&["image", "inspect", "-f", "{{.Size}}", &image])
         .parse()
         .expect("image size");
+    // Issue 11's budget: <= 2.5 MiB with TLS (rustls, ring) in.
     assert!(
-        size < 2 * 1024 * 1024,
-        "image is {size} bytes, want < 2 MiB"
+        size <= 5 * 512 * 1024,
+        "image is {size} bytes, want <= 2.5 MiB"
     );
 
     let version = cleanup.run(&[&image, "--version"]);

@@ -401,3 +401,23 @@ fn a_terminal_stays_the_childs_and_is_not_copied() {
         "{copy}"
     );
 }
+
+#[test]
+fn quiet_keeps_podvisors_lines_off_stderr_but_not_out_of_the_copy() {
+    let dir = TempDir::new("logs-quiet");
+    let log = dir.path().join("q.log");
+    let run = TestCommand::new()
+        .args(["-q", "--log-to"])
+        .arg(&log)
+        .args(["--", "sh", "-c", "echo hi; exit 2"])
+        .run();
+    run.assert_code(2);
+    assert_eq!(run.stderr(), "", "{}", run.explain());
+    let copy = read(&log);
+    assert!(
+        copy.contains("podvisor: child started")
+            && copy.contains("hi\n")
+            && copy.contains("podvisor: child ended (exited with 2)"),
+        "{copy}"
+    );
+}

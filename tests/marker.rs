@@ -399,6 +399,12 @@ fn sigkill_leaves_no_marker_and_a_free_lock() {
 
 /// One error line naming the marker, and the step's own status.
 fn assert_one_marker_error(run: &Run, marker: &Path, why: &str) {
+    assert_marker_errors(run, marker, why, 1);
+}
+
+/// `count` error lines, each naming the marker and `why`: a marker that cannot be prepared is
+/// tried at start and once more at the end (tests/marker_retry.rs), one line per failed try.
+fn assert_marker_errors(run: &Run, marker: &Path, why: &str, count: usize) {
     let errors: Vec<&str> = run
         .output
         .stderr
@@ -406,12 +412,14 @@ fn assert_one_marker_error(run: &Run, marker: &Path, why: &str) {
         .filter_map(|l| std::str::from_utf8(l).ok())
         .filter(|l| l.contains("error"))
         .collect();
-    assert_eq!(errors.len(), 1, "one error line\n{}", run.explain());
-    assert!(
-        errors[0].contains(&marker.display().to_string()) && errors[0].contains(why),
-        "{}",
-        run.explain()
-    );
+    assert_eq!(errors.len(), count, "error lines\n{}", run.explain());
+    for line in errors {
+        assert!(
+            line.contains(&marker.display().to_string()) && line.contains(why),
+            "{}",
+            run.explain()
+        );
+    }
 }
 
 #[test]
@@ -477,7 +485,7 @@ fn permission_denied_folder_keeps_the_step_status() {
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let run = as_nobody(&m, "exit 7");
     run.assert_code(7);
-    assert_one_marker_error(&run, &m, "Permission denied");
+    assert_marker_errors(&run, &m, "Permission denied", 2);
     // The line says why: whose folder it is, its mode, and who podvisor runs as.
     let folder = dir.path().join("locked");
     run.assert_stderr_has(&format!(
@@ -495,7 +503,7 @@ fn a_folder_nobody_can_create_is_named_with_its_parents_owner_and_mode() {
     let m = dir.path().join("podvisor/step.json");
     let run = as_nobody(&m, "exit 0");
     run.assert_code(0);
-    assert_one_marker_error(&run, &m, "Permission denied");
+    assert_marker_errors(&run, &m, "Permission denied", 2);
     run.assert_stderr_has(&format!(
         "{} is owned by 0:0 with mode 0755; podvisor runs as uid 65534, gid 65534",
         dir.path().display()
@@ -544,7 +552,7 @@ fn read_only_file_system_keeps_the_step_status() {
         elapsed: Duration::ZERO,
     };
     run.assert_code(7);
-    assert_one_marker_error(&run, &m, "Read-only file system");
+    assert_marker_errors(&run, &m, "Read-only file system", 2);
 }
 
 /// Where the kernel refuses flock (tests/support/bin/noflock: a seccomp filter answering ENOLCK,

@@ -424,29 +424,39 @@ fn a_refused_connect_is_retried_until_the_proxy_listens() {
 #[test]
 fn presets_with_changed_ports() {
     let (ready, quit, admin) = (free_port(), free_port(), free_port());
-    let istio = FakeProxy::start(&[
+    let dir = TempDir::new("shutdown-ports");
+    let ready_file = dir.path().join("ready").display().to_string();
+    let mut istio = FakeProxy::start(&[
         "--ready",
         &format!("{ready}/healthz/ready"),
         "--shutdown",
         &format!("{quit}/quitquitquit"),
-        "--ready-after",
-        "300",
+        "--ready-file",
+        &ready_file,
     ]);
-    let envoy = FakeProxy::start(&[
+    let mut envoy = FakeProxy::start(&[
         "--ready",
         &format!("{admin}/ready"),
         "--shutdown",
         &format!("{admin}/quitquitquit"),
-        "--ready-after",
-        "200",
+        "--ready-file",
+        &ready_file,
     ]);
-    let run = TestCommand::new()
-        .env(
-            "PODVISOR_PROXY",
-            format!("istio:{ready}:{quit}, envoy:{admin}"),
-        )
-        .args(["--", "sh", "-c", "exit 7"])
-        .run();
+    let mut cmd = podvisor(&["--", "sh", "-c", "exit 7"]);
+    cmd.env(
+        "PODVISOR_PROXY",
+        format!("istio:{ready}:{quit}, envoy:{admin}"),
+    );
+    let pv = Supervised::start(cmd, true);
+    // Both have said "not ready" at least once; then both turn ready.
+    istio
+        .0
+        .expect_that("a 503", |l| l.starts_with("GET /healthz/ready 503"));
+    envoy
+        .0
+        .expect_that("a 503", |l| l.starts_with("GET /ready 503"));
+    std::fs::write(&ready_file, "").expect("write the ready file");
+    let run = pv.finish(LONG);
     let (istio, envoy) = (istio.finish(LONG), envoy.finish(LONG));
     run.assert_code(7);
     for (proxy, get, post) in [
@@ -474,6 +484,7 @@ fn presets_with_changed_ports() {
 #[test]
 fn every_preset_on_its_real_ports() {
     let pod = support::pod::Pod::new("presets");
+    let ready_file = pod.ws("proxies-ready");
     let presets = [
         ("istio", "15021/healthz/ready", "15020/quitquitquit"),
         ("envoy", "15000/ready", "15000/quitquitquit"),
@@ -481,12 +492,19 @@ fn every_preset_on_its_real_ports() {
         ("cloudsql", "9090/readiness", "9091/quitquitquit"),
         ("dapr", "3500/v1.0/healthz/outbound", "3500/v1.0/shutdown"),
     ];
-    let proxies: Vec<FakeProxy> = presets
+    let mut proxies: Vec<FakeProxy> = presets
         .iter()
         .map(|(_, ready, quit)| {
             FakeProxy::start_in(
                 &pod.ns,
-                &["--ready", ready, "--shutdown", quit, "--ready-after", "300"],
+                &[
+                    "--ready",
+                    ready,
+                    "--shutdown",
+                    quit,
+                    "--ready-file",
+                    &ready_file,
+                ],
             )
         })
         .collect();
@@ -497,6 +515,12 @@ fn every_preset_on_its_real_ports() {
             "--proxy", "dapr", "--", "true",
         ],
     );
+    // Every proxy has said "not ready" to podvisor at least once; then they all turn ready.
+    for ((_, ready, _), proxy) in presets.iter().zip(proxies.iter_mut()) {
+        let get = format!("GET {} 503", &ready[ready.find('/').unwrap_or(0)..]);
+        proxy.0.expect_that(&get, |l| l.starts_with(&get));
+    }
+    std::fs::write(&ready_file, "").expect("write the ready file");
     step.assert_exit(0, LONG, &[]);
     for ((name, ready, quit), proxy) in presets.iter().zip(proxies) {
         let proxy = proxy.finish(LONG);
@@ -555,9 +579,14 @@ fn bad_values_are_one_line_and_125() {
         ),
         (vec!["--proxy", "istio:0"], None, vec!["--proxy", "istio:0"]),
         (
-            vec!["--shutdown-post", "https://localhost:15020/quitquitquit"],
+            vec!["--shutdown-post", "ftp://localhost:15020/quitquitquit"],
             None,
-            vec!["--shutdown-post", "https://", "http://"],
+            vec!["--shutdown-post", "ftp://", "http://"],
+        ),
+        (
+            vec!["--shutdown-post", "http://localhost:15020/q#status=200"],
+            None,
+            vec!["--shutdown-post", "status=", "are for waits"],
         ),
         (
             vec!["--shutdown-post", "localhost:15020"],
@@ -605,17 +634,22 @@ fn the_env_list_and_the_timeout_variable() {
     let (a, url_a) = staying_proxy();
     let (b, url_b) = staying_proxy();
     let run = TestCommand::new()
-        .env("PODVISOR_SHUTDOWN_POST", format!(" {url_a} , {url_b} "))
+        // A comma in a URL's query stays in it: the list splits only before `SCHEME://`.
+        .env(
+            "PODVISOR_SHUTDOWN_POST",
+            format!(" {url_a}?a=1,2 , {url_b} "),
+        )
         .env("PODVISOR_SHUTDOWN_TIMEOUT", "2s")
         .args(["--", "true"])
         .run();
     let (a, b) = (a.stop(), b.stop());
     run.assert_code(0);
     assert_eq!(
-        requests(&a, "POST /quitquitquit").len(),
+        requests(&a, "POST /quitquitquit?a=1,2 200").len(),
         1,
-        "{}",
-        run.explain()
+        "{}\n{}",
+        run.explain(),
+        a.explain()
     );
     assert_eq!(
         requests(&b, "POST /quitquitquit").len(),
@@ -626,8 +660,8 @@ fn the_env_list_and_the_timeout_variable() {
 }
 
 /// The proxy container of a pod: PID 1 podvisor running a fake Istio (pilot-agent's ports)
-/// that turns ready after `ready_after_ms` and exits only on its shutdown call.
-fn istio_proxy(pod: &support::pod::Pod, ready_after_ms: &str) -> support::pod::Container {
+/// that is ready once `ready_file` exists and exits only on its shutdown call.
+fn istio_proxy(pod: &support::pod::Pod, ready_file: &str) -> support::pod::Container {
     let fake = support::proxy::fakeproxy().display().to_string();
     pod.start(
         "istio-proxy",
@@ -638,8 +672,8 @@ fn istio_proxy(pod: &support::pod::Pod, ready_after_ms: &str) -> support::pod::C
             "15021/healthz/ready",
             "--shutdown",
             "15020/quitquitquit",
-            "--ready-after",
-            ready_after_ms,
+            "--ready-file",
+            ready_file,
         ],
     )
 }
@@ -650,7 +684,8 @@ fn istio_proxy(pod: &support::pod::Pod, ready_after_ms: &str) -> support::pod::C
 #[test]
 fn pod_with_a_mesh_proxy_completes() {
     let pod = support::pod::Pod::new("mesh");
-    let mut proxy = istio_proxy(&pod, "500");
+    let ready_file = pod.ws("proxy-ready");
+    let mut proxy = istio_proxy(&pod, &ready_file);
     let marker = pod.ws("podvisor/step.json");
     let mut step = pod.start(
         "step",
@@ -658,6 +693,8 @@ fn pod_with_a_mesh_proxy_completes() {
             "--proxy", "istio", "--marker", &marker, "--", "sh", "-c", "exit 3",
         ],
     );
+    proxy.wait_for_line("GET /healthz/ready 503", LONG);
+    std::fs::write(&ready_file, "").expect("write the ready file");
     step.assert_exit(3, LONG, &[&proxy]);
     proxy.assert_exit(0, LONG, &[&step]);
     let out = proxy.stdout();
@@ -682,7 +719,8 @@ fn pod_with_a_mesh_proxy_completes() {
 #[test]
 fn pod_completes_when_the_step_is_stopped_during_the_wait() {
     let pod = support::pod::Pod::new("mesh-cancel");
-    let mut proxy = istio_proxy(&pod, "600000");
+    // Never ready: the file is never written.
+    let mut proxy = istio_proxy(&pod, &pod.ws("never"));
     let mut step = pod.start("step", &["--proxy", "istio", "--", "echo", "ran"]);
     step.wait_for_line("waiting for", LONG);
     proxy.wait_for_line("GET /healthz/ready 503", LONG);
@@ -697,4 +735,75 @@ fn pod_completes_when_the_step_is_stopped_during_the_wait() {
         proxy.explain()
     );
     pod.assert_nothing_left(&[&proxy, &step]);
+}
+
+/// `https://` shutdown calls use the waits' TLS (rustls): a TLS terminator (socat, a
+/// self-signed certificate for localhost) in front of a fake proxy. Trusted through `ca=`,
+/// refused without it (the call's error says why), accepted with `insecure`.
+#[test]
+fn https_calls_verify_the_certificate_as_the_waits_do() {
+    let dir = TempDir::new("shutdown-tls");
+    let openssl = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-keyout", "self.key", "-out", "self.pem"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run openssl (.ci/install installs it)");
+    assert!(openssl.status.success(), "{openssl:?}");
+    let (proxy, plain) = staying_proxy();
+    let port = plain
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let tls_port = free_port();
+    let pem = dir.path().join("self.pem").display().to_string();
+    let key = dir.path().join("self.key").display().to_string();
+    let mut socat = std::process::Command::new("socat")
+        .arg(format!(
+            "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={pem},key={key},verify=0"
+        ))
+        .arg(format!("TCP:127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run socat (.ci/install installs it)");
+    support::poll_until(LONG, "socat to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).ok()
+    });
+    let url = format!("https://localhost:{tls_port}/quitquitquit");
+    let marker = dir.path().join("m.json");
+    let run = TestCommand::new()
+        .args(["--shutdown-post", &format!("{url}#ca={pem}")])
+        .args(["--shutdown-post", &url])
+        .args(["--shutdown-post", &format!("{url}#insecure")])
+        .arg("--marker")
+        .arg(&marker)
+        .args(["--", "true"])
+        .run();
+    let proxy = proxy.stop();
+    let _ = socat.kill();
+    let _ = socat.wait();
+    run.assert_code(0);
+    let m = read_marker(&marker);
+    let story = format!("{m}\n{}\n{}", run.explain(), proxy.explain());
+    let calls = &m["shutdown"];
+    assert_eq!(calls[0]["url"], format!("{url}#ca={pem}"), "{story}");
+    assert_eq!(calls[0]["status"], 200, "{story}");
+    assert!(
+        calls[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate not trusted")),
+        "{story}"
+    );
+    assert_eq!(calls[2]["status"], 200, "{story}");
+    assert_eq!(
+        requests(&proxy, "POST /quitquitquit 200").len(),
+        2,
+        "{story}"
+    );
 }

@@ -7,6 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nix::libc;
+use podvisor::run::signals::name;
 use support::pod::{Container, Pod};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -158,7 +159,8 @@ fn the_runtimes_stop_signal_is_the_stop_request_and_passed_on_as_it_came() {
         side.signal(sig);
         side.assert_exit(0, LONG, &[]);
         assert!(side.stdout().contains(line), "{line}\n{}", side.explain());
-        assert!(side.stderr().contains("stop request"), "{}", side.explain());
+        let said = format!("{} received, stopping the child with {0}", name(sig));
+        assert!(side.stderr().contains(&said), "{said}\n{}", side.explain());
     }
     // A child that dies of the signal itself (default action): still success.
     let mut side = pod.start("sidecar", &["--sidecar", "--", "sleep", "100"]);

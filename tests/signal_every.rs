@@ -318,3 +318,69 @@ fn a_genuine_fault_still_kills_a_process_blocked_like_podvisor() {
         );
     }
 }
+
+/// During the wait phase every signal but the four terminating ones is read and dropped: none
+/// kills podvisor, none is kept for the child; the step then runs normally.
+fn every_other_signal_during_the_wait_is_dropped(pid1: bool) {
+    let dir = TempDir::new("wait-every");
+    let go = dir.path().join("go");
+    let marker = dir.path().join("step.json");
+    let mut cmd = podvisor_cmd(
+        &support::podvisor_bin(),
+        pid1,
+        &[
+            "--log-level",
+            "debug",
+            "--timeout",
+            "0",
+            "--wait-file",
+            go.to_str().expect("utf-8"),
+            "--marker",
+            marker.to_str().expect("utf-8"),
+            "--",
+        ],
+    );
+    // The step reports what reaches it and ends with 9 on SIGUSR2, sent after it is ready.
+    cmd.arg(sigecho()).args(["--exit-on", "USR2:9"]);
+    let mut s = Supervised::start(cmd, true);
+    s.expect_stderr("waiting for");
+    let target = podvisor_pid(&s, pid1);
+    let terminating = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP];
+    for sig in catchable().into_iter().filter(|s| !terminating.contains(s)) {
+        assert!(support::sigs::kill(target, sig), "{}", s.explain());
+    }
+    // Read and dropped, not queued for the child: once the last (64, read last) is, the wait
+    // may end.
+    s.expect_stderr("SIGRTMAX ignored: no child yet");
+    std::fs::write(&go, "").expect("create the file waited for");
+    s.expect("ready");
+    assert!(
+        support::sigs::kill(target, libc::SIGUSR2),
+        "{}",
+        s.explain()
+    );
+    let f = s.finish(Duration::from_secs(30));
+    f.assert_code(9);
+    let got: Vec<&String> = f
+        .lines
+        .iter()
+        .filter(|l| l.starts_with("SIG") || l.starts_with("signal "))
+        .collect();
+    assert_eq!(
+        got,
+        ["SIGUSR2"],
+        "only the signal sent after the start\n{}",
+        f.explain()
+    );
+    assert_eq!(read_marker(&marker, &f.explain())["exit_code"], 9);
+}
+
+#[test]
+fn every_non_terminating_signal_during_the_wait_is_dropped() {
+    every_other_signal_during_the_wait_is_dropped(false);
+}
+
+#[test]
+fn as_pid1_every_non_terminating_signal_during_the_wait_is_dropped() {
+    every_other_signal_during_the_wait_is_dropped(true);
+}

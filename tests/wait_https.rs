@@ -82,6 +82,8 @@ struct Nginx {
     self_signed: u16,
     /// Plain HTTP.
     plain: u16,
+    /// HTTPS with the CA-signed certificate, TLS 1.2 only.
+    tls12: u16,
     /// Plain HTTP on a unix socket.
     socket: PathBuf,
     certs: Certs,
@@ -102,10 +104,11 @@ impl Nginx {
         let d = dir.path().to_owned();
         let certs = make_certs(&d);
         let (signed, self_signed, plain) = (free_port(V4), free_port(V4), free_port(V4));
+        let tls12 = free_port(V4);
         let socket = d.join("h.sock");
-        let tls = |port: u16, (cert, key): &(PathBuf, PathBuf)| {
+        let tls = |port: u16, (cert, key): &(PathBuf, PathBuf), protocols: &str| {
             format!(
-                "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {}; {LOCATIONS} }}",
+                "server {{ listen 127.0.0.1:{port} ssl; ssl_protocols {protocols}; ssl_certificate {}; ssl_certificate_key {}; {LOCATIONS} }}",
                 cert.display(),
                 key.display()
             )
@@ -119,12 +122,14 @@ http {{
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   {}
   {}
+  {}
   server {{ listen 127.0.0.1:{plain}; {LOCATIONS} }}
   server {{ listen unix:{}; {LOCATIONS} }}
 }}
 ",
-            tls(signed, &certs.signed),
-            tls(self_signed, &certs.self_signed),
+            tls(signed, &certs.signed, "TLSv1.2 TLSv1.3"),
+            tls(self_signed, &certs.self_signed, "TLSv1.2 TLSv1.3"),
+            tls(tls12, &certs.signed, "TLSv1.2"),
             socket.display(),
             d = d.display(),
         );
@@ -144,6 +149,7 @@ http {{
             signed,
             self_signed,
             plain,
+            tls12,
             socket,
             certs,
             dir,
@@ -152,7 +158,7 @@ http {{
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 panic!("nginx exited with {status}:\n{}", nginx.error_log());
             }
-            let up = [signed, self_signed, plain]
+            let up = [signed, self_signed, plain, tls12]
                 .iter()
                 .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
                 && nginx.socket.exists();
@@ -226,7 +232,10 @@ fn a_certificate_is_trusted_through_ca_refused_without_it_and_accepted_with_inse
 fn a_self_signed_certificate_is_trusted_when_given_as_ca() {
     let n = Nginx::start();
     let url = format!("https://localhost:{}/health", n.self_signed);
-    not_ready(url.clone(), "TLS: certificate not trusted");
+    not_ready(
+        url.clone(),
+        "TLS: certificate not trusted (give ca= or insecure)",
+    );
     let cert = n.certs.self_signed.0.display();
     ready(format!("{url}#ca={cert}"));
     ready(format!(
@@ -248,6 +257,16 @@ fn status_sets() {
         "HTTP 503 Service Unavailable (expected 200-299,401)",
     );
     not_ready(http("/auth"), "HTTP 401");
+    // A server without TLS 1.3 is named as such.
+    not_ready(
+        format!("https://localhost:{}/health#insecure", n.tls12),
+        "TLS: the server does not speak TLS 1.3",
+    );
+    // The wrong scheme either way is named.
+    not_ready(
+        format!("https://127.0.0.1:{}/health#insecure", n.plain),
+        "TLS: the server does not speak TLS",
+    );
     // Over TLS the same.
     not_ready(
         format!("https://localhost:{}/down#insecure", n.signed),

@@ -143,14 +143,8 @@ fn a_server_in_recovery_answers_57p03_and_is_not_ready_until_promoted() {
     // Waiting through the promotion: the step starts once the server accepts sessions.
     let mut waiting = Background::start(
         TestCommand::new()
-            .args([
-                "--timeout",
-                "60s",
-                "--interval",
-                "50ms",
-                "--log-level",
-                "debug",
-            ])
+            .args(["--timeout", "60s", "--interval", "50ms"])
+            .args(["--log-level", "debug"])
             .args(["--wait", &target, "--", "echo", "step"]),
     );
     waiting.wait_for_line("postgres is starting up (57P03)", Duration::from_secs(20));
@@ -159,6 +153,30 @@ fn a_server_in_recovery_answers_57p03_and_is_not_ready_until_promoted() {
     run.assert_code(0)
         .assert_stdout_has("step")
         .assert_stderr_has(&format!("{target} is ready after "));
+}
+
+#[test]
+fn a_server_finishing_recovery_by_itself_is_ready_once_it_accepts_connections() {
+    let pg = Postgres::start(PgMode::ArchiveRecovery);
+    let target = url(pg.port, "", "");
+    let run = TestCommand::new()
+        .args(["--timeout", "60s", "--interval", "50ms"])
+        .args(["--log-level", "debug"])
+        .args(["--wait", &target, "--", "echo", "step"])
+        .run();
+    run.assert_code(0)
+        .assert_stdout_has("step")
+        .assert_stderr_has("failed: postgres is starting up (57P03)")
+        .assert_stderr_has(&format!("{target} is ready after "));
+    // Not before the server said so: its log has the end of recovery before podvisor's session.
+    let log = pg.log();
+    let ready = log.find("database system is ready to accept connections");
+    let ours = log.find("application_name=podvisor");
+    assert!(
+        ready.is_some() && ours.is_some() && ready < ours,
+        "{log}\n{}",
+        run.explain()
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //!
 //! A row is run again (up to three times in all) while other work used more than PCT% (default
 //! 25) of the machine's CPU time during it; the quietest attempt is kept.
-//! Also the sigwait child of row 4 (podvisor-bench sigwait) and the floor loop of row 9
+//! Also the sigwait child of row 4 (podvisor-bench sigwait) and the floor loop of row 10
 //! (podvisor-bench floor postgres|redis|mysql PORT STAMP).
 
 mod ctx;

@@ -1,4 +1,4 @@
-//! Row 9: protocol readiness (postgres, redis, mysql): from "the server is ready" to "the step
+//! Row 10: protocol readiness (postgres, redis, mysql): from "the server is ready" to "the step
 //! has started".
 //!
 //! The server is the runner's own, speaking each protocol's exact first bytes, so that the moment
@@ -321,7 +321,7 @@ fn once(ctx: &mut Ctx, kind: Kind, argv: &Argv) -> Result<f64, String> {
     ready::finish(pid, out, ready_at, &argv[0])
 }
 
-/// Row 9, one section per protocol.
+/// Row 10, one section per protocol.
 pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let mut sections = Vec::new();
     for (kind, key) in [
@@ -350,7 +350,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
         sections.push(Section {
             key,
             title: format!(
-                "9. {} readiness: server ready to the step's start",
+                "10. {} readiness: server ready to the step's start",
                 kind.name()
             ),
             how: format!(

@@ -58,7 +58,13 @@ fn versus(sections: &[Section], row: &str, key: &str, ours: &str, peer: &str) ->
 }
 
 /// A budget on a rate relative to another line of the same run: ours >= `min` × theirs.
-fn share(sections: &[Section], row: &str, key: &str, (ours, base): (&str, &str), min: f64) -> Verdict {
+fn share(
+    sections: &[Section],
+    row: &str,
+    key: &str,
+    (ours, base): (&str, &str),
+    min: f64,
+) -> Verdict {
     let a = line(sections, key, ours).and_then(|(s, l)| Some((s.unit, l.median()?)));
     let b = line(sections, key, base).and_then(|(_, l)| l.median());
     Verdict {
@@ -213,8 +219,9 @@ pub fn verdicts(s: &[Section]) -> Vec<Verdict> {
         "static binary",
         ("size", "podvisor (static, musl, stripped)"),
         Stat::Median,
-        2048.0,
-        "<= 2 MiB stripped",
+        // Issue 11 raised it from 2 MiB, for TLS (rustls and ring, ~0.9 MiB).
+        2560.0,
+        "<= 2.5 MiB stripped",
     ));
     v
 }

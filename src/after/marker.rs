@@ -154,6 +154,55 @@ impl Marker {
     }
 }
 
+/// The marker as far as it could be prepared. On a root-owned volume the step's podvisor (another
+/// UID) may start before the sidecar that creates the marker's folder (1777, `--until-marker`):
+/// then it tries again once the wait phase is over, and once more at the end.
+pub enum Slot {
+    /// No `--marker`.
+    Off,
+    /// Not prepared yet: every try so far failed (each with one error line).
+    Pending(PathBuf),
+    /// The lock is held; the marker is written at the end.
+    Held(Marker),
+}
+
+impl Slot {
+    /// The first try, at start. `next` says when the next one comes, for the error line.
+    pub fn acquire(path: Option<&Path>, next: &str) -> Self {
+        let Some(path) = path else {
+            return Self::Off;
+        };
+        let mut slot = Self::Pending(path.to_owned());
+        slot.try_again(None, next);
+        slot
+    }
+
+    /// Another try if the marker is still pending: `when` names this moment for the line that
+    /// says it worked (`None` at start), `next` what follows a failure.
+    pub fn try_again(&mut self, when: Option<&str>, next: &str) {
+        let Self::Pending(path) = self else {
+            return;
+        };
+        match Marker::acquire(path) {
+            Ok(marker) => {
+                if let Some(when) = when {
+                    tracing::info!("the marker {} is prepared {when}", path.display());
+                }
+                *self = Self::Held(marker);
+            }
+            Err(e) => tracing::error!("cannot prepare the marker {} ({next}): {e}", path.display()),
+        }
+    }
+
+    /// The marker, once prepared.
+    pub fn held(&self) -> Option<&Marker> {
+        match self {
+            Self::Held(marker) => Some(marker),
+            Self::Off | Self::Pending(_) => None,
+        }
+    }
+}
+
 /// The folder PATH lives in (`.` for a bare name).
 pub fn folder(path: &Path) -> PathBuf {
     match path.parent() {

@@ -10,13 +10,15 @@ use std::time::Duration;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
-use hyper::{Request, Uri};
+use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
+use tokio::net::UnixStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::wait::{base64, percent_decode, tcp_open};
+use crate::wait::target::{self, Http, Target, DEFAULT_STATUS};
+use crate::wait::{base64, percent_decode, tcp_open, tls_connect, Io};
 
 /// Default bound on all the calls together: a proxy answers on localhost in milliseconds, and
 /// the pod's terminationGracePeriodSeconds (30 s by default) must still cover the grace period.
@@ -38,50 +40,36 @@ pub struct CallResult {
     pub after_ms: Option<u64>,
 }
 
-/// Parses a shutdown URL: `http://HOST[:PORT]/PATH?QUERY` (http:// only).
-pub fn parse_url(text: &str) -> Result<Uri, String> {
-    let uri: Uri = text
+/// Parses a shutdown URL with the wait-target parser: `http://` or `https://HOST[:PORT]/PATH?QUERY`,
+/// with the options that make sense for a POST after `#`: `ca=PATH`, `insecure`, `unix=PATH`.
+pub fn parse_url(text: &str) -> Result<Http, String> {
+    let scheme = text
         .trim()
-        .parse()
-        .map_err(|e| format!("not a URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(other) => {
-            return Err(format!(
-                "scheme {other}:// is not supported for shutdown calls, only http://"
-            ))
-        }
-        None => return Err("expected an absolute URL starting with http://".into()),
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("http" | "https")) {
+        return Err("expected a URL starting with http:// or https://".into());
     }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
-    }
-    // `Uri` takes any text after the host's colon and then has no port (`http://h:8o80/`).
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let after_host = match host_port.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').map_or("", |(_, after)| after),
-        None => host_port.find(':').map_or("", |i| &host_port[i..]),
+    let Target::Http(h) = target::parse(text)? else {
+        return Err("expected an http:// or https:// URL".into());
     };
-    if after_host.starts_with(':') && uri.port_u16().is_none_or(|p| p == 0) {
-        return Err("the port must be a number from 1 to 65535".into());
+    if h.status != [DEFAULT_STATUS] || h.body.is_some() || h.body_regex.is_some() {
+        return Err(
+            "status=, body= and body-regex= are for waits; a shutdown call takes ca=, insecure \
+             and unix="
+                .into(),
+        );
     }
-    Ok(uri)
+    Ok(h)
 }
 
-/// The URL for log lines and the marker: a password becomes `***`.
-pub fn shown(uri: &Uri) -> String {
-    match crate::wait::target::userinfo(uri) {
-        Some((user, Some(_), host_port)) => format!(
-            "http://{user}:***@{host_port}{}",
-            uri.path_and_query().map_or("/", |p| p.as_str())
-        ),
-        _ => uri.to_string(),
-    }
+/// The URL for log lines and the marker: a password becomes `***`, options stay.
+pub fn shown(h: &Http) -> String {
+    Target::Http(h.clone()).to_string()
 }
 
 /// The marker's entries before the calls: every URL, nothing known yet.
-pub fn pending(urls: &[Uri]) -> Vec<CallResult> {
+pub fn pending(urls: &[Http]) -> Vec<CallResult> {
     urls.iter()
         .map(|u| CallResult {
             url: shown(u),
@@ -94,7 +82,7 @@ pub fn pending(urls: &[Uri]) -> Vec<CallResult> {
 
 /// POSTs to every URL at once and returns their results in the order given, within `bound`
 /// (each call is cut off at the shared deadline). One log line per result.
-pub async fn post_all(urls: &[Uri], bound: Duration) -> Vec<CallResult> {
+pub async fn post_all(urls: &[Http], bound: Duration) -> Vec<CallResult> {
     let started = Instant::now();
     let deadline = started + bound;
     let mut calls = JoinSet::new();
@@ -115,7 +103,7 @@ pub async fn post_all(urls: &[Uri], bound: Duration) -> Vec<CallResult> {
 }
 
 /// [`post_all`] on a runtime of its own, for podvisor's errors before its runtime exists.
-pub fn post_all_blocking(urls: &[Uri], bound: Duration) -> Vec<CallResult> {
+pub fn post_all_blocking(urls: &[Http], bound: Duration) -> Vec<CallResult> {
     if urls.is_empty() {
         return Vec::new();
     }
@@ -139,7 +127,7 @@ pub fn post_all_blocking(urls: &[Uri], bound: Duration) -> Vec<CallResult> {
 
 /// One call to its end: an answer, an error, or the deadline. A refused connect is tried again
 /// until the deadline; other errors end the call.
-async fn call(uri: &Uri, deadline: Instant) -> Result<u16, String> {
+async fn call(uri: &Http, deadline: Instant) -> Result<u16, String> {
     let mut attempts = 0u32;
     let mut last_refusal = None;
     let tries = async {
@@ -166,7 +154,7 @@ async fn call(uri: &Uri, deadline: Instant) -> Result<u16, String> {
 }
 
 /// Logs a call's end and makes its marker entry.
-fn result(uri: &Uri, outcome: Result<u16, String>, after: Duration) -> CallResult {
+fn result(uri: &Http, outcome: Result<u16, String>, after: Duration) -> CallResult {
     let url = shown(uri);
     let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
     match outcome {
@@ -204,15 +192,32 @@ enum Failure {
 }
 
 /// One POST with an empty body; the answer's status.
-async fn post(uri: &Uri) -> Result<u16, Failure> {
+async fn post(h: &Http) -> Result<u16, Failure> {
+    let uri = &h.uri;
     let host = uri.host().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = tcp_open(host, uri.port_u16().unwrap_or(80))
-        .await
-        .map_err(|e| match e.refused {
-            true => Failure::Refused(e.message),
-            false => Failure::Other(e.message),
-        })?;
+    let refused = |refused: bool, message: String| match refused {
+        true => Failure::Refused(message),
+        false => Failure::Other(message),
+    };
+    let stream: Box<dyn Io> = match &h.unix {
+        Some(path) => Box::new(UnixStream::connect(path).await.map_err(|e| {
+            let no_listener = e.kind() == std::io::ErrorKind::ConnectionRefused;
+            refused(no_listener, format!("{}: {e}", path.display()))
+        })?),
+        None => {
+            let port = uri.port_u16().unwrap_or(if h.tls { 443 } else { 80 });
+            Box::new(
+                tcp_open(host, port)
+                    .await
+                    .map_err(|e| refused(e.refused, e.message))?,
+            )
+        }
+    };
+    let stream = match h.tls {
+        true => tls_connect(stream, host, h).await.map_err(Failure::Other)?,
+        false => stream,
+    };
     let other = |e: hyper::Error| Failure::Other(e.to_string());
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -228,7 +233,7 @@ async fn post(uri: &Uri) -> Result<u16, Failure> {
         .header(CONTENT_LENGTH, "0")
         .header(CONNECTION, "close");
     // `user:password@` goes as Basic credentials, as in the HTTP wait (%XX decoded first).
-    if let Some((user, password, _)) = crate::wait::target::userinfo(uri) {
+    if let Some((user, password, _)) = target::userinfo(uri) {
         let mut pair = percent_decode(user);
         pair.push(b':');
         pair.extend(percent_decode(password.unwrap_or("")));
@@ -253,11 +258,15 @@ mod tests {
             "http://127.0.0.1/x?y=1",
             "http://[::1]:4191/shutdown",
             "http://u:p@h:1/",
+            "https://localhost:8443/quit#ca=/w/ca.pem",
+            "https://localhost/quit#insecure",
+            "http://localhost/v1.0/shutdown#unix=/run/d.sock",
         ] {
             assert!(parse_url(good).is_ok(), "{good}");
         }
         for bad in [
-            "https://x/",
+            "ftp://x/",
+            "tcp://x:1",
             "localhost:15020",
             "/quitquitquit",
             "http://",
@@ -265,11 +274,14 @@ mod tests {
             "http://h:99999/",
             "http://h:8o80/",
             "not a url",
+            "http://h/#status=200",
+            "http://h/#body=ok",
+            "http://h/#nope",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
-        let e = parse_url("https://x/").unwrap_err();
-        assert!(e.contains("https") && e.contains("http://"), "{e}");
+        let e = parse_url("http://h/#status=200").unwrap_err();
+        assert!(e.contains("status=") && e.contains("ca="), "{e}");
     }
 
     #[test]

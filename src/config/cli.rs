@@ -25,7 +25,7 @@ pub struct Cli {
     /// Wait until URL is ready: tcp://, http://, https://, unix://, file://, postgres://, redis://, mysql://, log://; options after # (https://es:9200/#status=200-299,401&insecure); repeatable.
     #[arg(long, value_name = "URL", action = ArgAction::Append)]
     pub wait: Vec<OsString>,
-    /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6); repeatable.
+    /// Wait until a TCP connect to HOST:PORT succeeds ([::1]:80 for IPv6; HOST:PORT#hold=DURATION as for --wait); repeatable.
     #[arg(long, value_name = "HOST:PORT", action = ArgAction::Append)]
     pub wait_tcp: Vec<OsString>,
     /// Wait until PATH exists (inotify on the nearest existing folder, polling fallback); repeatable.
@@ -101,7 +101,7 @@ pub struct Cli {
     /// Sidecar role: the first TERM, INT, QUIT or HUP is the stop request (sent on as --stop-signal when set), and the stopped child's death counts as success.
     #[arg(long)]
     pub sidecar: bool,
-    /// When podvisor ends (on every path), POST to URL (http://, empty body); repeatable; never changes the exit code.
+    /// When podvisor ends (on every path), POST to URL (http:// or https://, options ca=, insecure, unix= after #; empty body); repeatable; never changes the exit code.
     #[arg(long, value_name = "URL", action = ArgAction::Append)]
     pub shutdown_post: Vec<OsString>,
     /// Bound on all the shutdown calls together (a refused connect is retried within it) [default: 5s].

@@ -83,7 +83,7 @@ pub struct Config {
     /// Copy the executable here and exit.
     pub install_to: Option<PathBuf>,
     /// URLs to POST to when podvisor ends (`--shutdown-post` and the `--proxy` presets).
-    pub shutdown_posts: Vec<hyper::Uri>,
+    pub shutdown_posts: Vec<target::Http>,
     /// Bound on all the shutdown calls together.
     pub shutdown_timeout: Duration,
     /// Where the copy of COMMAND's output (and podvisor's own lines) goes.
@@ -200,9 +200,10 @@ impl Sources<'_> {
         let Some(raw) = self.env_value(long) else {
             return Vec::new();
         };
-        if long == "wait" {
-            // A target's own options may hold commas (`#status=200-299,401`): PODVISOR_WAIT
-            // splits only before the next `SCHEME://`.
+        if long == "wait" || long == "shutdown-post" {
+            // A target's own options may hold commas (`#status=200-299,401`), a URL's query
+            // too: PODVISOR_WAIT and PODVISOR_SHUTDOWN_POST split only before the next
+            // `SCHEME://`.
             return match raw.value.to_str() {
                 Some(text) => target::split_list(text)
                     .into_iter()

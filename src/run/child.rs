@@ -193,7 +193,7 @@ unsafe fn raw_sigaction(signo: i32, set: Option<libc::sighandler_t>, old: Option
 
 /// The signals podvisor ignores (inherited, or SIGPIPE from std), as a mask with bit N-1 for
 /// signal N: the child must not inherit them. Read once: podvisor's dispositions are final
-/// before its first spawn (`signals::block` runs first), and every `--wait-cmd` attempt spawns.
+/// before its first spawn (`signals::block_early` runs first), and every `--wait-cmd` attempt spawns.
 fn ignored_signals() -> u64 {
     static IGNORED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *IGNORED.get_or_init(read_ignored_signals)

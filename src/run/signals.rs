@@ -137,7 +137,7 @@ pub fn block_early() -> io::Result<()> {
 
 /// Once the configuration is known: says which `--rewrite-signal` sources podvisor can never
 /// see (everything else is already blocked by [`block_early`]).
-pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
+pub fn check_rewrites(rewrites: &[(i32, i32)]) {
     for &(from, _) in rewrites {
         if uncatchable(from) || from == libc::SIGCHLD {
             tracing::warn!(
@@ -146,7 +146,6 @@ pub fn block(rewrites: &[(i32, i32)]) -> io::Result<()> {
             );
         }
     }
-    Ok(())
 }
 
 /// One received signal: its number and who sent it (0 for the kernel).

@@ -118,7 +118,7 @@ fn on_signal(got: Received, child: &Child, config: &Config, fwd: &Forwarder, sta
         Route::Stop(stop_signal) => {
             stopping(config, state);
             tracing::info!(
-                "{} received: stop request, stopping the child with {}",
+                "{} received, stopping the child with {}",
                 signals::name(got.signo),
                 signals::name(stop_signal)
             );

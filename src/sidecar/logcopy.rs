@@ -311,6 +311,8 @@ const CATCH_UP_BOUND: Duration = Duration::from_millis(500);
 pub fn catch_up() {
     let t = threads();
     let Some(pump) = t.pump.as_ref() else { return };
+    // A late answer to an earlier request that timed out must not stand for this one.
+    while pump.caught_up.try_recv().is_ok() {}
     if nix::unistd::write(&pump.control, b"c").is_ok() {
         let _ = pump.caught_up.recv_timeout(CATCH_UP_BOUND);
     }

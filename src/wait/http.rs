@@ -14,7 +14,7 @@ use super::target::{percent_decode, Http, DEFAULT_STATUS};
 use super::Attempt;
 
 /// Whatever hyper talks over: TCP, TLS over TCP, a unix socket.
-pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The most of a body read for `body=` and `body-regex=`: health pages are small, and a huge

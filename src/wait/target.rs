@@ -596,6 +596,10 @@ pub fn parse_host_port(text: &str) -> Result<Target, String> {
             "expected HOST:PORT without {scheme}://, e.g. localhost:5432 (URLs are for --wait, and --wait-http)"
         ));
     }
+    // `HOST:PORT#hold=500ms`: the options of a tcp:// target.
+    if text.contains('#') {
+        return parse(&format!("tcp://{text}"));
+    }
     let (host, port) = text
         .rsplit_once(':')
         .ok_or("expected HOST:PORT, e.g. localhost:5432 or [::1]:80")?;
@@ -811,6 +815,11 @@ mod tests {
         // A URL gets a hint about the scheme, not the one about IPv6 (it has two colons).
         let e = parse_host_port("http://localhost:80").unwrap_err();
         assert!(e.contains("http://") && !e.contains("IPv6"), "{e}");
+        match parse_host_port("db:5432#hold=2s") {
+            Ok(Target::Tcp(t)) => assert_eq!(t.hold, Some(Duration::from_secs(2))),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_host_port("db:5432#status=200").is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! TLS for `https://` targets: rustls with the ring provider (smaller than aws-lc-rs, and
+//! TLS 1.3 for `https://` targets: rustls with the ring provider (smaller than aws-lc-rs, and
 //! builds for static musl with musl-gcc alone).
 //!
 //! Nothing here runs unless an https target exists: the system's CA files are read at the first
@@ -31,7 +31,7 @@ const SYSTEM_CA_FILES: &[&str] = &[
 ];
 
 /// The TLS session over `stream`, the certificate verified as the target says.
-pub(super) async fn connect(
+pub(crate) async fn connect(
     stream: Box<dyn Io>,
     host: &str,
     h: &Http,
@@ -59,7 +59,7 @@ fn reason(e: &std::io::Error, host: &str) -> String {
             // made by `openssl req -x509` (CA:TRUE) presented by the server itself, i.e. a
             // self-signed one.
             CertificateError::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
-                "TLS: certificate not trusted (self-signed; give ca= or insecure)".to_owned()
+                "TLS: certificate not trusted (give ca= or insecure)".to_owned()
             }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!("TLS: certificate not valid for {host} (give insecure, or a URL with a name it holds)")
@@ -72,6 +72,17 @@ fn reason(e: &std::io::Error, host: &str) -> String {
             }
             other => format!("TLS: bad certificate ({other:?}; give ca= or insecure)"),
         },
+        // TLS 1.2 support would cost 28 KiB of a binary at its size limit (issue 11).
+        rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion)
+        | rustls::Error::PeerIncompatible(_) => {
+            format!(
+                "TLS: the server does not speak TLS 1.3, the only version podvisor speaks ({tls})"
+            )
+        }
+        // What a plain HTTP server's answer looks like to a TLS client.
+        rustls::Error::InvalidMessage(_) => {
+            format!("TLS: the server does not speak TLS ({tls}; is it http://?)")
+        }
         other => format!("TLS: {other}"),
     }
 }

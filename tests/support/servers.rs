@@ -52,6 +52,10 @@ fn ids(user: &str) -> (u32, u32) {
 /// A folder made once per machine (per target dir): `make` fills a fresh folder, which is then
 /// renamed into place, so that test binaries running at once never see half of it.
 fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
+    // Tests of one binary run on threads of one process: the temp name below is per process,
+    // so they take turns (the first makes it, the others find it).
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     if dir.exists() {
         return dir;
@@ -150,6 +154,10 @@ pub enum PgMode {
     /// A standby that never reaches a primary, with hot_standby off: it stays in recovery and
     /// answers every connection with 57P03 until promoted.
     Recovering,
+    /// Archive recovery (recovery.signal) whose restore_command takes a second to find nothing,
+    /// a few times: it answers 57P03 for seconds, then finishes recovery and accepts
+    /// connections by itself.
+    ArchiveRecovery,
 }
 
 /// The password of `postgres` in `PgMode::Password`.
@@ -201,7 +209,12 @@ impl Postgres {
                  host all all ::1/128 scram-sha-256\n",
             ),
             PgMode::Recovering => as_postgres(&data.join("standby.signal"), ""),
+            PgMode::ArchiveRecovery => as_postgres(&data.join("recovery.signal"), ""),
         }
+        let restore = match mode {
+            PgMode::ArchiveRecovery => "restore_command=sleep 1; false",
+            _ => "restore_command=",
+        };
         let log = dir.path().join("postgres.log");
         let started = on_free_port("postgres", |port| {
             let out = std::fs::File::create(&log).expect("create the log");
@@ -214,7 +227,7 @@ impl Postgres {
                 .arg(dir.path())
                 .args(["-c", "listen_addresses=127.0.0.1"])
                 .args(["-c", "fsync=off", "-c", "hot_standby=off"])
-                .args(["-c", "log_connections=on"])
+                .args(["-c", "log_connections=on", "-c", restore])
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().expect("dup"))
                 .stderr(out)
@@ -223,7 +236,10 @@ impl Postgres {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start postgres: {e}"));
             // pg_isready: 0 accepting, 1 rejecting (57P03: what Recovering wants), 2 no answer.
-            let want = if mode == PgMode::Recovering { 1 } else { 0 };
+            let want = match mode {
+                PgMode::Recovering | PgMode::ArchiveRecovery => 1,
+                PgMode::Trust | PgMode::Password => 0,
+            };
             match until_ready(
                 &mut child,
                 "postgres",

@@ -2,9 +2,10 @@
 //! first, ready later, every request recorded, and an exit on its shutdown call.
 //!
 //! fakeproxy [--ready PORT/PATH] [--shutdown PORT/PATH] [--ready-after MS] [--status N] [--stay]
-//!           [--marker PATH]
+//!           [--marker PATH] [--ready-file PATH]
 //!
-//! - `--ready PORT/PATH`: a GET of PATH answers 503 until `--ready-after` MS have passed, then 200.
+//! - `--ready PORT/PATH`: a GET of PATH answers 503 until `--ready-after` MS have passed (and,
+//!   with `--ready-file`, until that file exists: the test decides), then 200.
 //! - `--shutdown PORT/PATH`: a POST of PATH answers `--status` (200), then the process exits 0,
 //!   unless `--stay` (then it keeps answering, so that a second call would be seen).
 //! - `--marker PATH`: at the shutdown call, print what a sidecar would see of podvisor's marker
@@ -31,6 +32,7 @@ struct Spec {
     status: u16,
     stay: bool,
     marker: Option<String>,
+    ready_file: Option<String>,
 }
 
 fn port_path(text: &str) -> (u16, String) {
@@ -54,6 +56,7 @@ fn main() {
     let mut status = 200u16;
     let mut stay = false;
     let mut marker = None;
+    let mut ready_file = None;
     while let Some(a) = args.next() {
         let mut value = || {
             args.next()
@@ -66,6 +69,7 @@ fn main() {
             "--status" => status = value().parse().unwrap_or_else(|_| die("bad status")),
             "--stay" => stay = true,
             "--marker" => marker = Some(value()),
+            "--ready-file" => ready_file = Some(value()),
             other => die(&format!("unknown argument {other}")),
         }
     }
@@ -76,6 +80,7 @@ fn main() {
         status,
         stay,
         marker,
+        ready_file,
     });
     let ports: BTreeSet<u16> = [&spec.ready, &spec.shutdown]
         .into_iter()
@@ -138,14 +143,20 @@ fn serve(stream: TcpStream, port: u16, spec: &Spec, out: &Mutex<std::io::Stdout>
     }
     let mut body = vec![0; length.unwrap_or(0)];
     let _ = reader.read_exact(&mut body);
+    // Routed by path alone, as servers do: the query is the request's own business.
+    let route_path = path.split('?').next().unwrap_or_default();
     let is = |route: &Option<(u16, String)>, m: &str| {
         route
             .as_ref()
-            .is_some_and(|(p, want)| *p == port && *want == path)
+            .is_some_and(|(p, want)| *p == port && want == route_path)
             && method == m
     };
     let (code, exit) = if is(&spec.ready, "GET") {
-        let code = if Instant::now() >= spec.ready_at {
+        let file_there = spec
+            .ready_file
+            .as_ref()
+            .is_none_or(|f| std::path::Path::new(f).exists());
+        let code = if Instant::now() >= spec.ready_at && file_there {
             200
         } else {
             503
