@@ -315,13 +315,17 @@ async fn steps(
         }
     }
 
-    match child::spawn(reaper, &config.command, config.group) {
+    // The OOM killer takes the step, not podvisor, while there is a step (run/oom.rs).
+    run::oom::protect();
+    let outcome = match child::spawn(reaper, &config.command, config.group) {
         Err(e) => Outcome::SpawnFailed {
             code: e.code,
             reason: e.reason,
         },
         Ok(child) => supervise::supervise(child, config, reaper, signals, forwarder, until).await,
-    }
+    };
+    run::oom::unprotect();
+    outcome
 }
 
 /// The outcome of a terminating signal during the wait phase.

@@ -1,6 +1,14 @@
 //! podvisor's own log lines on stderr: `podvisor: ...` text, or one JSON object per line.
+//!
+//! A line cannot lie: values podvisor prints (paths, commands, targets, clap's own errors) may
+//! hold newlines or control bytes, and a reader must never take what follows one for a line of
+//! podvisor's own. The text format escapes every control character of the whole line in one
+//! place (`escape`), as the JSON format already does; `show_bytes` shows bytes that are not
+//! UTF-8 as `\xNN` where a raw value reaches a message.
 
-use std::fmt;
+use std::ffi::OsStr;
+use std::fmt::{self, Write as _};
+use std::os::unix::ffi::OsStrExt;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
@@ -55,8 +63,13 @@ where
             Level::TRACE => "trace: ",
             Level::INFO => "",
         };
+        // Formatted apart first, so that the whole line passes through `escape`: this is the
+        // one choke point every text line goes through.
+        let mut fields = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut fields), event)?;
         write!(writer, "podvisor: {level}")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        escape(&fields, &mut writer)?;
         writeln!(writer)
     }
 }
@@ -104,5 +117,67 @@ impl std::io::Write for Tee {
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+/// Writes `text` with every character that could end or rewrite a line escaped: C0 and C1
+/// controls and DEL (`\n`, `\r`, `\t`, else `\x1b` / `\u{85}`), and the Unicode line and
+/// paragraph separators. Everything else, backslashes included, is written as is.
+pub fn escape(text: &str, out: &mut impl fmt::Write) -> fmt::Result {
+    for c in text.chars() {
+        match c {
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            c if (c as u32) < 0x80 && c.is_control() => write!(out, "\\x{:02x}", c as u32)?,
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                write!(out, "\\u{{{:x}}}", c as u32)?
+            }
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+/// `escape` into a new string.
+pub fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let _ = escape(text, &mut out);
+    out
+}
+
+/// A raw value (a path, an argument) for a message: valid UTF-8 as it is, every byte that is
+/// not as `\xNN` (not U+FFFD, which would hide which bytes they were). Control characters are
+/// left to the line formatter.
+pub fn show_bytes(value: &OsStr) -> String {
+    let mut out = String::with_capacity(value.len());
+    for chunk in value.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_are_escaped_and_the_rest_kept() {
+        assert_eq!(escaped("soon\nnext"), "soon\\nnext");
+        assert_eq!(escaped("a\r\tb\x1b[31m\x7f"), "a\\r\\tb\\x1b[31m\\x7f");
+        assert_eq!(escaped("\u{85}x\u{2028}"), "\\u{85}x\\u{2028}");
+        assert_eq!(escaped("caf\u{e9} \\d+ /a b"), "caf\u{e9} \\d+ /a b");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_shown() {
+        assert_eq!(
+            show_bytes(OsStr::from_bytes(b"/tmp/\xff\xfeok")),
+            "/tmp/\\xff\\xfeok"
+        );
+        assert_eq!(show_bytes(OsStr::new("caf\u{e9}")), "caf\u{e9}");
     }
 }

@@ -9,6 +9,7 @@
 //! | no COMMAND, waits and until-conditions done           | 0         |
 //! | wait failed (strict, or `--no-strict` with no COMMAND) | 124      |
 //! | podvisor's own error, configuration errors            | 125       |
+//! | no process, memory or descriptor to start COMMAND     | 125       |
 //! | COMMAND found, not executable                         | 126       |
 //! | COMMAND not found                                     | 127       |
 //! | terminating signal N during the wait phase (not a sidecar) | 128+N |
@@ -60,7 +61,8 @@ pub enum Outcome {
     WaitFailed(String),
     /// A terminating signal arrived before COMMAND started.
     Cancelled(i32),
-    /// COMMAND could not be started; the code is 126 or 127.
+    /// COMMAND could not be started; the code is 126 or 127, or 125 when the system is out of
+    /// processes, memory or descriptors.
     SpawnFailed { code: u8, reason: String },
     /// podvisor itself failed.
     Error(String),

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::after::exit::Outcome;
 use crate::config::{Config, ShowWhen};
+use crate::logging::escaped;
 use crate::sidecar::rotating;
 
 /// The most read from the end of each file: a log that is not a podvisor copy can be huge.
@@ -45,7 +46,7 @@ pub fn render(paths: &[PathBuf], lines: usize, buildkite: bool, reason: Option<&
     for path in paths {
         match logs_in(path) {
             Ok(files) if files.is_empty() => {
-                out.push_str(&format!("podvisor: no *.log in {}\n", path.display()));
+                out.push_str(&format!("podvisor: no *.log in {}\n", shown(path)));
             }
             Ok(files) => {
                 for file in files {
@@ -59,10 +60,16 @@ pub fn render(paths: &[PathBuf], lines: usize, buildkite: bool, reason: Option<&
     if buildkite {
         out.push_str(&format!(
             "+++ podvisor: {}\n",
-            reason.unwrap_or("the step ended")
+            escaped(reason.unwrap_or("the step ended"))
         ));
     }
     out
+}
+
+/// A path in one of podvisor's own lines here: control characters escaped, as the log
+/// formatter does (these lines are written directly, beside the logs' own text).
+fn shown(path: &Path) -> String {
+    escaped(&path.display().to_string())
 }
 
 /// The `*.log` files of a folder, sorted; a file is itself.
@@ -93,13 +100,13 @@ pub fn sidecar_name(path: &Path) -> String {
 }
 
 fn one(out: &mut String, path: &Path, lines: usize, buildkite: bool) {
-    let name = sidecar_name(path);
+    let name = escaped(&sidecar_name(path));
     let text = match tail(path, lines) {
         Ok(text) => text,
         Err(e) => {
             out.push_str(&format!(
                 "podvisor: no log of {name}: {}: {}\n",
-                path.display(),
+                shown(path),
                 plain(&e)
             ));
             return;
@@ -109,7 +116,7 @@ fn one(out: &mut String, path: &Path, lines: usize, buildkite: bool) {
     let header = format!(
         "{name}: last {shown} {} of {}",
         if shown == 1 { "line" } else { "lines" },
-        path.display()
+        self::shown(path)
     );
     if buildkite {
         out.push_str(&format!("--- {header}\n"));

@@ -14,7 +14,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 fn parse_any(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
+        // A number too large for f64 (`1e400`, forty digits) parses as infinity: it is longer
+        // than 100 years like any other, not an error (found by tests/fuzz_binary.rs). `inf`
+        // and `NaN` themselves, which f64 also takes, are no durations.
+        if secs >= 0.0 && text.bytes().any(|b| b.is_ascii_digit()) {
             // Beyond Duration's range is beyond LONGEST anyway.
             return Ok(Duration::try_from_secs_f64(secs).unwrap_or(LONGEST));
         }
@@ -39,6 +42,15 @@ pub fn show(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_beyond_f64_are_the_longest_and_inf_is_no_duration() {
+        assert_eq!(parse("1e400"), Ok(LONGEST));
+        assert_eq!(parse(&"9".repeat(400)), Ok(LONGEST));
+        assert!(parse("inf").is_err());
+        assert!(parse("NaN").is_err());
+        assert!(parse("-1").is_err());
+    }
 
     #[test]
     fn accepts_the_documented_forms() {

@@ -134,7 +134,7 @@ impl Raw {
     fn bad(&self, why: impl std::fmt::Display) -> ConfigError {
         ConfigError(format!(
             "invalid value '{}' for {}: {why}",
-            self.value.to_string_lossy(),
+            crate::logging::show_bytes(&self.value),
             self.origin
         ))
     }
@@ -142,7 +142,7 @@ impl Raw {
     /// A bad URL target: the value is shown with its password as `***`, and a message that
     /// already names the target (an unknown option) is not given it twice.
     fn bad_target(&self, why: String) -> ConfigError {
-        let shown = target::redact(&self.value.to_string_lossy());
+        let shown = target::redact(&crate::logging::show_bytes(&self.value));
         if why.contains(shown.trim()) {
             ConfigError(format!("invalid value for {}: {why}", self.origin))
         } else {
@@ -396,7 +396,7 @@ impl Config {
             (Some(_), _) if !cli.command.is_empty() => {
                 return Err(ConfigError(format!(
                     "--sh cannot be combined with a COMMAND ({})",
-                    cli.command[0].to_string_lossy()
+                    crate::logging::show_bytes(&cli.command[0])
                 )))
             }
             (Some(sh), _) => shell(sh),
@@ -593,11 +593,17 @@ impl Cli {
     }
 }
 
-/// clap's messages span several lines (usage, tips); the contract is one line: the first (it
-/// names the flag and the value), plus clap's tip when it has one ("a similar argument exists").
+/// clap's messages span several lines (usage, tips); the contract is one line: the first
+/// paragraph (it names the flag and the value, and holds a value's own newlines, which the log
+/// line escapes), plus clap's tip when it has one ("a similar argument exists").
 fn one_line(text: &str) -> String {
-    let first = text.lines().next().unwrap_or("invalid arguments").trim();
+    let first = text.split("\n\n").next().unwrap_or_default().trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    let first = if first.is_empty() {
+        "invalid arguments"
+    } else {
+        first
+    };
     let tips: Vec<&str> = text
         .lines()
         .filter_map(|l| l.trim().strip_prefix("tip: "))
@@ -883,6 +889,12 @@ mod tests {
         assert_eq!(
             one_line(text),
             "unexpected argument '--timout' found (a similar argument exists: '--timeout')"
+        );
+        // A value's own newline stays in the message (escaped when logged), not cut there.
+        let text = "error: unexpected argument '--x\nforged: line' found\n\nUsage: podvisor\n";
+        assert_eq!(
+            one_line(text),
+            "unexpected argument '--x\nforged: line' found"
         );
     }
 

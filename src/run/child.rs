@@ -12,15 +12,15 @@ use nix::libc;
 use nix::unistd::{self, Pid};
 use tokio::sync::oneshot;
 
-use crate::after::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND};
+use crate::after::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND, OWN_ERROR};
 use crate::run::reaper::Reaper;
 use crate::run::{dispositions, signals, vfork};
 use crate::sidecar::logcopy;
 
-/// Why COMMAND could not start: exit code 126 or 127 and a line naming it.
+/// Why COMMAND could not start: exit code 126, 127 or 125 and a line naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnError {
-    /// 126 (not executable) or 127 (not found).
+    /// 126 (not executable), 127 (not found) or 125 (out of processes, memory or descriptors).
     pub code: u8,
     /// One line for the user.
     pub reason: String,
@@ -55,7 +55,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Finds COMMAND like execvp would, telling "not found" (127) from "not executable" (126).
 pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
-    let shown = program.to_string_lossy();
+    let shown = crate::logging::show_bytes(program);
     if program.as_bytes().contains(&b'/') {
         let path = Path::new(program);
         return match path.metadata() {
@@ -121,6 +121,7 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
                 return Err(io::Error::last_os_error());
             }
             reset_dispositions(ignored);
+            crate::run::oom::restore_in_child();
             if foreground {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
@@ -174,6 +175,35 @@ fn in_terminal_foreground() -> bool {
         && unistd::tcgetpgrp(io::stdin()).ok() == Some(unistd::getpgrp())
 }
 
+/// What a failed fork or exec means: the command's fault (126, 127) or, when the system is out
+/// of something (processes: `pids.max`, `ulimit -u`; memory; descriptors), podvisor's own
+/// failure (125), which a retry or a larger limit fixes, not a change to the command.
+fn spawn_error(program: &OsStr, e: &io::Error) -> SpawnError {
+    let shown = crate::logging::show_bytes(program);
+    let out_of = match e.raw_os_error() {
+        Some(libc::EAGAIN) => {
+            Some("no new process allowed (pids.max of the pids cgroup, or ulimit -u, is reached)")
+        }
+        Some(libc::ENOMEM) => Some("out of memory"),
+        Some(libc::EMFILE | libc::ENFILE) => Some("out of file descriptors"),
+        _ => None,
+    };
+    match out_of {
+        Some(what) => SpawnError {
+            code: OWN_ERROR,
+            reason: format!("cannot start {shown}: {what}: {e}"),
+        },
+        None => SpawnError {
+            code: if e.kind() == io::ErrorKind::NotFound {
+                NOT_FOUND
+            } else {
+                NOT_EXECUTABLE
+            },
+            reason: format!("{shown}: {e}"),
+        },
+    }
+}
+
 /// Resolves and starts the step under the reaper.
 pub fn spawn(reaper: &Reaper, argv: &[OsString], group: bool) -> Result<Child, SpawnError> {
     let program = argv.first().ok_or_else(|| SpawnError {
@@ -182,14 +212,7 @@ pub fn spawn(reaper: &Reaper, argv: &[OsString], group: bool) -> Result<Child, S
     })?;
     let path = resolve(program)?;
     let foreground = group && in_terminal_foreground();
-    let failed = |e: io::Error| SpawnError {
-        code: if e.kind() == io::ErrorKind::NotFound {
-            NOT_FOUND
-        } else {
-            NOT_EXECUTABLE
-        },
-        reason: format!("{}: {e}", program.to_string_lossy()),
-    };
+    let failed = |e: io::Error| spawn_error(program, &e);
     if !foreground && !logcopy::wanted() {
         // No terminal to hand over, no pipes to set: the cheaper vfork path (row 1, vfork.rs).
         let (pid, end) = reaper

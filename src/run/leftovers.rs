@@ -46,10 +46,7 @@ pub async fn terminate(
     // Only zombies left (already exited, just not reaped yet) is nothing to report.
     let report = !sweep.seen.is_empty() || sweep.blind;
     if report {
-        tracing::info!(
-            "terminating {} leftover process(es) with SIGTERM",
-            sweep.seen.len()
-        );
+        tracing::info!("terminating {} with SIGTERM", sweep.counted());
     }
     let fresh = Instant::now() + config.grace_period;
     let kill_at = deadline.map_or(fresh, |d| d.min(fresh));
@@ -91,7 +88,11 @@ pub async fn terminate(
         sweep.run(if killed { libc::SIGKILL } else { libc::SIGTERM });
     }
     if report || !sweep.seen.is_empty() {
-        tracing::info!("leftovers terminated ({})", sweep.seen.len());
+        if sweep.blind && sweep.seen.is_empty() {
+            tracing::info!("leftovers terminated");
+        } else {
+            tracing::info!("leftovers terminated ({})", sweep.seen.len());
+        }
     }
 }
 
@@ -113,6 +114,16 @@ struct Sweep {
 }
 
 impl Sweep {
+    /// "N leftover process(es)", or what can be said when they cannot be counted: a "0" would
+    /// be a lie when the group-wide signal reaches processes /proc does not show us.
+    fn counted(&self) -> String {
+        if self.blind && self.seen.is_empty() {
+            "the leftover processes (uncounted: this PID namespace's /proc is not mounted)".into()
+        } else {
+            format!("{} leftover process(es)", self.seen.len())
+        }
+    }
+
     fn group_alive(&self) -> bool {
         self.group.is_some_and(|g| kill(-g, 0))
     }

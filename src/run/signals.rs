@@ -553,12 +553,16 @@ pub fn parse(text: &str) -> Result<i32, String> {
     let upper = t.to_ascii_uppercase();
     let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
     let rt = |rest: &str, base: i32, sign: i32| -> Option<i32> {
+        // Digits only (i32's parser takes a sign: `RTMAX--3`), and checked: `RTMIN+2147483647`
+        // overflowed (a panic in debug builds, found by tests/fuzz_parsers.rs).
         let off = if rest.is_empty() {
             0
-        } else {
+        } else if rest.bytes().all(|b| b.is_ascii_digit()) {
             rest.parse::<i32>().ok()?
+        } else {
+            return None;
         };
-        let n = base + sign * off;
+        let n = base.checked_add(sign * off)?;
         (rtmin()..=libc::SIGRTMAX()).contains(&n).then_some(n)
     };
     let found = if let Some(rest) = bare.strip_prefix("RTMIN") {

@@ -102,6 +102,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::_exit(127);
         }
         child::reset_dispositions(args.ignored);
+        // The step gets the oom_score_adj podvisor inherited, not podvisor's protection.
+        crate::run::oom::restore_in_child();
         let empty = signals::raw_sigset(std::iter::empty());
         sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::syscall(

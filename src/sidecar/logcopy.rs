@@ -691,5 +691,6 @@ fn announce(file: &mut Rotating, e: &io::Error) -> bool {
 /// A line on stderr that may fail silently (stderr may be gone).
 fn eprintln_quiet(line: &str) {
     use std::io::Write;
-    let _ = writeln!(io::stderr(), "{line}");
+    // One line whatever the path holds, as the log formatter makes every line.
+    let _ = writeln!(io::stderr(), "{}", crate::logging::escaped(line));
 }

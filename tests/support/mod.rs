@@ -2,10 +2,12 @@
 #![allow(dead_code)]
 
 // One helper module per area, so that work on one area does not collide with another.
+pub mod cgroup;
 pub mod docker;
 pub mod pod;
 pub mod podman;
 pub mod proxy;
+pub mod rng;
 pub mod servers;
 pub mod sigs;
 pub mod wait;
@@ -118,6 +120,17 @@ impl TestCommand {
         Self {
             cmd,
             shown: format!("{} podvisor", wrapper.to_string_lossy()),
+        }
+    }
+
+    /// `WRAPPER ARGS... podvisor`: podvisor run by a command line that prepares its world first
+    /// (`unshare --mount sh -c 'mount ...; exec "$@"' sh`), with the same clean environment.
+    pub fn wrapped(wrapper: &[&str]) -> Self {
+        let mut cmd = clean_command(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(podvisor_bin());
+        Self {
+            cmd,
+            shown: format!("{} podvisor", wrapper.join(" ")),
         }
     }
 

@@ -224,14 +224,8 @@ impl Drop for Pod {
 impl Container {
     /// podvisor's pid on the host (the child of `unshare`), to signal it as the kubelet would.
     pub fn podvisor_pid(&self) -> i32 {
-        let u = self.child.id();
         poll_until(Duration::from_secs(5), "podvisor to be forked", || {
-            fs::read_to_string(format!("/proc/{u}/task/{u}/children"))
-                .ok()?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
+            self.podvisor_pid_now()
         })
     }
 
@@ -254,6 +248,26 @@ impl Container {
                 self.ended = Some(Instant::now());
             }
         }
+    }
+
+    /// Waits for the end (at most `timeout`): the status as the runtime sees it (a podvisor
+    /// killed by a signal included), None if it still runs.
+    pub fn wait_status(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while self.running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.status
+    }
+
+    /// podvisor's host pid right now, if it runs (no waiting).
+    pub fn podvisor_pid_now(&self) -> Option<i32> {
+        first_child(self.child.id() as i32)
+    }
+
+    /// The host pid of podvisor's direct child (the step), if it has one now.
+    pub fn step_pid(&self) -> Option<i32> {
+        first_child(self.podvisor_pid_now()?)
     }
 
     /// Waits for the end (at most `timeout`) and returns the exit code.
@@ -346,6 +360,22 @@ pub fn explain(containers: &[&Container]) -> String {
         .map(|c| c.explain())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The first child of `pid`, if it has one (of any of its threads: a child belongs to the
+/// thread that forked it).
+fn first_child(pid: i32) -> Option<i32> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find_map(|t| {
+            fs::read_to_string(t.path().join("children"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
 }
 
 fn cmdline(pid: i32) -> String {
