@@ -35,8 +35,8 @@ fn no_process_left_for_the_step_is_podvisors_own_failure_125_not_126() {
     let Some(cg) = Cgroup::new("pids", "pids") else {
         return;
     };
-    // podvisor itself is the one process allowed: its fork fails with EAGAIN.
-    cg.set("pids.max", "1");
+    // podvisor and its signal thread are the two tasks allowed: its fork fails with EAGAIN.
+    cg.set("pids.max", "2");
     let dir = TempDir::new("pids");
     let marker = dir.path().join("m.json");
     let mut c =
@@ -59,8 +59,9 @@ fn a_step_out_of_processes_gets_its_own_output_and_status() {
     let Some(cg) = Cgroup::new("pids", "pids-step") else {
         return;
     };
-    // podvisor and the step's shell; the shell's own fork fails, and dash gives up with 2.
-    cg.set("pids.max", "2");
+    // podvisor, its signal thread and the step's shell; the shell's own fork fails, and dash
+    // gives up with 2.
+    cg.set("pids.max", "3");
     let run = cg.run(TestCommand::new().args([
         "--",
         "sh",
@@ -170,7 +171,8 @@ fn fifty_targets_with_few_descriptors_are_retried_until_ready() {
 
 #[test]
 fn too_few_descriptors_to_start_is_125_with_one_line() {
-    for n in [4, 6] {
+    // podvisor needs 6 descriptors since its signal thread replaced the signalfd.
+    for n in [4, 5] {
         let run = with_nofile(TestCommand::new().args(["--", "echo", "SHOULD-NOT-RUN"]), n).run();
         run.assert_code(125)
             .assert_stderr_has("podvisor: error: ")
