@@ -143,7 +143,9 @@ impl Raw {
     /// already names the target (an unknown option) is not given it twice.
     fn bad_target(&self, why: String) -> ConfigError {
         let shown = target::redact(&crate::logging::show_bytes(&self.value));
-        if why.contains(shown.trim()) {
+        // Only the whole value counts as named: a blank one (a vertical tab) or one the message
+        // trims ('.\n' in 'log://.') must be shown all the same.
+        if !shown.trim().is_empty() && why.contains(shown.as_str()) {
             ConfigError(format!("invalid value for {}: {why}", self.origin))
         } else {
             ConfigError(format!(
