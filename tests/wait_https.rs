@@ -366,8 +366,12 @@ fn the_marker_names_what_the_server_said() {
     let v: serde_json::Value = serde_json::from_str(&text).expect("marker is JSON");
     let wait = &v["waits"][0];
     assert_eq!(wait["target"], url.as_str(), "{text}");
-    assert_eq!(
-        wait["last_error"], "TLS: certificate not trusted (give ca= or insecure)",
+    // An attempt still in flight at the deadline prefixes the reason of the one before.
+    assert!(
+        wait["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("TLS: certificate not trusted (give ca= or insecure)"),
         "{text}"
     );
 }

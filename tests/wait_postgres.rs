@@ -135,10 +135,7 @@ fn a_server_in_recovery_answers_57p03_and_is_not_ready_until_promoted() {
     assert_eq!(wait["ready"], false, "{wait}");
     assert_eq!(wait["target"], target.as_str(), "{wait}");
     let last = wait["last_error"].as_str().unwrap_or_default();
-    assert!(
-        last.starts_with("postgres is starting up (57P03)"),
-        "{wait}"
-    );
+    assert!(last.contains("postgres is starting up (57P03)"), "{wait}");
 
     // Waiting through the promotion: the step starts once the server accepts sessions.
     let mut waiting = Background::start(
