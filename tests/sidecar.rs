@@ -28,14 +28,20 @@ fn stopped_with_quit(pod: &Pod, side: &mut Container) {
     pod.assert_nothing_left(&[side]);
 }
 
+/// A sidecar with `--stop-signal stop` running `script`, once the script has printed `ready`.
+fn start_sidecar(pod: &Pod, stop: &str, script: &str) -> Container {
+    let side = pod.start(
+        "sidecar",
+        &["--sidecar", "--stop-signal", stop, "--sh", script],
+    );
+    side.wait_for_line("ready", LONG);
+    side
+}
+
 #[test]
 fn sigterm_becomes_the_stop_signal_and_exit_0() {
     let pod = Pod::new("sc-stop");
-    let mut side = pod.start(
-        "sidecar",
-        &["--sidecar", "--stop-signal", "QUIT", "--sh", REPORTER],
-    );
-    side.wait_for_line("ready", LONG);
+    let mut side = start_sidecar(&pod, "QUIT", REPORTER);
     side.signal(libc::SIGTERM);
     stopped_with_quit(&pod, &mut side);
 }
@@ -176,9 +182,7 @@ fn an_explicit_stop_signal_replaces_whatever_arrived() {
         ("TERM", libc::SIGQUIT, "got-TERM", "got-QUIT"),
         ("INT", libc::SIGHUP, "got-INT", "got-HUP"),
     ] {
-        let args = ["--sidecar", "--stop-signal", stop_signal, "--sh", ALL_STOPS];
-        let mut side = pod.start("sidecar", &args);
-        side.wait_for_line("ready", LONG);
+        let mut side = start_sidecar(&pod, stop_signal, ALL_STOPS);
         side.signal(arrives);
         side.assert_exit(0, LONG, &[]);
         let out = side.stdout();
@@ -197,11 +201,7 @@ fn signals_after_the_stop_request_are_forwarded_as_they_come() {
     let script = "trap 'echo got-USR1' USR1; trap 'echo got-INT; exit 5' INT; \
                   echo ready; while :; do sleep 0.05; done";
     let pod = Pod::new("sc-after");
-    let mut side = pod.start(
-        "sidecar",
-        &["--sidecar", "--stop-signal", "USR1", "--sh", script],
-    );
-    side.wait_for_line("ready", LONG);
+    let mut side = start_sidecar(&pod, "USR1", script);
     side.signal(libc::SIGTERM);
     side.wait_for_line("got-USR1", LONG);
     side.signal(libc::SIGINT);

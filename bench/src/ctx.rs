@@ -44,6 +44,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// /dev/null as stdin, stdout and stderr, and no fd 3: a tool run only for its timing.
+    pub fn null_io(&self) -> crate::proc::Io<'_> {
+        crate::proc::Io {
+            stdin: &self.null,
+            stdout: &self.null,
+            stderr: &self.null,
+            fd3: None,
+        }
+    }
+
     /// A peer's path, if it is installed.
     pub fn peer(&self, name: &str) -> Option<&str> {
         self.peers.get(name).map(String::as_str)

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::ctx::{CpuMeter, Ctx, Section};
-use crate::proc::{self, Io};
+use crate::proc;
 use crate::stats::{Line, Unit};
 
 /// Context switches (voluntary + involuntary) of every thread of `pid`: each wake-up is one.
@@ -45,12 +45,7 @@ pub fn strace_calls(path: &Path) -> Result<f64, String> {
 }
 
 fn spawn_quiet(ctx: &Ctx, argv: &[String]) -> Result<i32, String> {
-    let io = Io {
-        stdin: &ctx.null,
-        stdout: &ctx.null,
-        stderr: &ctx.null,
-        fd3: None,
-    };
+    let io = ctx.null_io();
     proc::spawn(argv, &io).map_err(|e| format!("{}: {e}", argv[0]))
 }
 

@@ -42,12 +42,7 @@ fn once(ctx: &Ctx, prefix: &[String], child: &str) -> Result<(f64, f64), String>
         argv.push("--".into());
     }
     argv.push(child.to_owned());
-    let io = Io {
-        stdin: &ctx.null,
-        stdout: &ctx.null,
-        stderr: &ctx.null,
-        fd3: None,
-    };
+    let io = ctx.null_io();
     let t0 = proc::now_ns();
     let pid = proc::spawn(&argv, &io).map_err(|e| e.to_string())?;
     let exit = proc::wait(pid).map_err(|e| e.to_string())?;
@@ -118,12 +113,7 @@ fn syscalls(ctx: &Ctx, variants: &[(String, Vec<String>)]) -> Result<Vec<Line>, 
                 argv.push("--".into());
             }
             argv.push("/bin/true".into());
-            let io = Io {
-                stdin: &ctx.null,
-                stdout: &ctx.null,
-                stderr: &ctx.null,
-                fd3: None,
-            };
+            let io = ctx.null_io();
             let pid = proc::spawn(&argv, &io).map_err(|e| e.to_string())?;
             proc::wait(pid).map_err(|e| e.to_string())?;
             line.record(crate::idle::strace_calls(&out));

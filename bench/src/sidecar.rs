@@ -2,7 +2,7 @@
 //! moment the sidecar's `--until-marker` podvisor has exited.
 
 use crate::ctx::{alternate, CpuMeter, Ctx, Section};
-use crate::proc::{self, Io};
+use crate::proc;
 use crate::stats::Unit;
 
 /// A marker as a finished command container leaves it.
@@ -59,12 +59,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             } else {
                 ctx.delay_ms(300, 1300)
             };
-            let io = Io {
-                stdin: &ctx.null,
-                stdout: &ctx.null,
-                stderr: &ctx.null,
-                fd3: None,
-            };
+            let io = ctx.null_io();
             let pid = proc::spawn(&argv, &io).map_err(|e| e.to_string())?;
             proc::sleep_until(proc::now_ns() + wait);
             let t0 = proc::now_ns();

@@ -24,7 +24,13 @@ impl Cgroup {
         let name = format!("podvisor-test-{tag}-{}-{n}", std::process::id());
         let root = Path::new("/sys/fs/cgroup");
         let (base, v2) = if root.join("cgroup.controllers").exists() {
-            let controllers = fs::read_to_string(root.join("cgroup.controllers")).ok()?;
+            let controllers = match fs::read_to_string(root.join("cgroup.controllers")) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("skipped: cannot read cgroup.controllers: {e}");
+                    return None;
+                }
+            };
             if !controllers.split_whitespace().any(|c| c == controller) {
                 eprintln!("skipped: cgroup v2 without the {controller} controller");
                 return None;
