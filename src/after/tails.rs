@@ -74,12 +74,9 @@ fn shown(path: &Path) -> String {
 
 /// The `*.log` files of a folder, sorted; a file is itself.
 fn logs_in(path: &Path) -> io::Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return if path.exists() {
-            Ok(vec![path.to_owned()])
-        } else {
-            Err(io::ErrorKind::NotFound.into())
-        };
+    // One stat (following links, as `is_dir` and `exists` do) for both questions.
+    if !std::fs::metadata(path)?.is_dir() {
+        return Ok(vec![path.to_owned()]);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
         .filter_map(Result::ok)
