@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::wait::target::{self, Http, Target, DEFAULT_STATUS};
-use crate::wait::{base64, percent_decode, tcp_open, tls_connect, Io};
+use crate::wait::{basic_auth, tcp_open, tls_connect, Io};
 
 /// Default bound on all the calls together: a proxy answers on localhost in milliseconds, and
 /// the pod's terminationGracePeriodSeconds (30 s by default) must still cover the grace period.
@@ -233,11 +233,8 @@ async fn post(h: &Http) -> Result<u16, Failure> {
         .header(CONTENT_LENGTH, "0")
         .header(CONNECTION, "close");
     // `user:password@` goes as Basic credentials, as in the HTTP wait (%XX decoded first).
-    if let Some((user, password, _)) = target::userinfo(uri) {
-        let mut pair = percent_decode(user);
-        pair.push(b':');
-        pair.extend(percent_decode(password.unwrap_or("")));
-        request = request.header(AUTHORIZATION, format!("Basic {}", base64(&pair)));
+    if let Some(credentials) = basic_auth(uri) {
+        request = request.header(AUTHORIZATION, credentials);
     }
     let request = request
         .body(Empty::<Bytes>::new())

@@ -77,11 +77,8 @@ async fn exchange(
         .header(USER_AGENT, concat!("podvisor/", env!("CARGO_PKG_VERSION")));
     // `http://user:password@host/` sends Basic credentials, as curl does (RFC 7617); the URL's
     // %XX escapes are decoded first.
-    if let Some((user, password, _)) = super::target::userinfo(uri) {
-        let mut pair = percent_decode(user);
-        pair.push(b':');
-        pair.extend(percent_decode(password.unwrap_or("")));
-        request = request.header(AUTHORIZATION, format!("Basic {}", base64(&pair)));
+    if let Some(credentials) = basic_auth(uri) {
+        request = request.header(AUTHORIZATION, credentials);
     }
     let request = request
         .body(Empty::<Bytes>::new())
@@ -166,8 +163,18 @@ fn show_status(set: &[(u16, u16)]) -> String {
         .join(",")
 }
 
+/// The `Authorization: Basic ...` value for a URL's `user:password@` (%XX decoded first), or
+/// None without userinfo. Shared by the HTTP wait and the shutdown call.
+pub(crate) fn basic_auth(uri: &hyper::Uri) -> Option<String> {
+    let (user, password, _) = super::target::userinfo(uri)?;
+    let mut pair = percent_decode(user);
+    pair.push(b':');
+    pair.extend(percent_decode(password.unwrap_or("")));
+    Some(format!("Basic {}", base64(&pair)))
+}
+
 /// Standard base64 with padding (RFC 4648), for the Basic credentials only.
-pub(crate) fn base64(bytes: &[u8]) -> String {
+fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

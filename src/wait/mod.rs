@@ -414,7 +414,6 @@ pub fn count(n: u32, what: &str) -> String {
 
 // What the shutdown calls (after/shutdown.rs) share with the probes: the connect that tells a
 // refused port apart, TLS, and the Basic credentials' encoding.
-pub(crate) use http::{base64, Io};
-pub(crate) use target::percent_decode;
+pub(crate) use http::{basic_auth, Io};
 pub(crate) use tcp::open as tcp_open;
 pub(crate) use tls::connect as tls_connect;
