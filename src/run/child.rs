@@ -116,22 +116,43 @@ pub fn command(program: &Path, argv: &[OsString], group: bool, foreground: bool)
         cmd.pre_exec(move || {
             // Everything blocked first: SIGTTOU until the terminal is ours, and any signal aimed
             // at podvisor's group while we still belonged to it.
-            libc::sigprocmask(libc::SIG_SETMASK, &everything, std::ptr::null_mut());
-            if group && libc::setpgid(0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            reset_dispositions(ignored);
-            crate::run::oom::restore_in_child();
+            signals::raw_sigprocmask(libc::SIG_SETMASK, &everything, std::ptr::null_mut());
+            clean_start(group, ignored)?;
             if foreground {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
-            let mut empty = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            unblock_all();
             Ok(())
         });
     }
     cmd
+}
+
+/// The clean-start steps both spawn paths take in the child, every signal still blocked: its
+/// own process group when `group`, default dispositions ([`reset_dispositions`]), the
+/// oom_score_adj podvisor inherited rather than its protection. System calls on prepared data
+/// only: safe between fork (or vfork) and exec. An error is setpgid's, errno set.
+///
+/// # Safety
+/// Call only in the child between fork (or vfork) and exec.
+pub(crate) unsafe fn clean_start(group: bool, ignored: u64) -> io::Result<()> {
+    if group && libc::setpgid(0, 0) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    reset_dispositions(ignored);
+    // The step gets the oom_score_adj podvisor inherited, not podvisor's protection.
+    crate::run::oom::restore_in_child();
+    Ok(())
+}
+
+/// Empties the signal mask, the last step before exec (the raw call: see
+/// [`signals::raw_sigprocmask`]).
+///
+/// # Safety
+/// Call only in the child between fork (or vfork) and exec.
+pub(crate) unsafe fn unblock_all() {
+    let empty = signals::raw_sigset(std::iter::empty());
+    signals::raw_sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 }
 
 /// Puts every signal back to its default disposition, in the child between fork and exec.

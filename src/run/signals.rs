@@ -108,20 +108,25 @@ pub fn block_early() -> io::Result<()> {
 /// Blocks every handled signal in the calling thread, with the raw system call.
 fn block_handled() -> io::Result<()> {
     let set = raw_sigset(handled());
-    // SAFETY: rt_sigprocmask with a valid set and no old-set pointer.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_BLOCK,
-            &set as *const libc::sigset_t,
-            std::ptr::null_mut::<libc::sigset_t>(),
-            8usize,
-        )
-    };
-    if rc != 0 {
+    // SAFETY: a valid set and no old-set pointer.
+    if unsafe { raw_sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// rt_sigprocmask with the kernel's 8-byte set: the libc wrappers drop their reserved signals
+/// (glibc 32-33) from the set. A raw system call and nothing else, so a child between fork (or
+/// vfork) and exec may call it. Returns the syscall's result (0, or -1 with errno set).
+///
+/// # Safety
+/// `set` and `old` must be valid or null.
+pub(crate) unsafe fn raw_sigprocmask(
+    how: i32,
+    set: *const libc::sigset_t,
+    old: *mut libc::sigset_t,
+) -> libc::c_long {
+    libc::syscall(libc::SYS_rt_sigprocmask, how, set, old, 8usize)
 }
 
 /// Once the configuration is known: says which `--rewrite-signal` sources podvisor can never

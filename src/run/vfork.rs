@@ -5,9 +5,9 @@
 //! and podvisor then takes a page fault on the first write to each page it shares with the
 //! child; std also opens a socket pair to carry an exec error back. Why not `posix_spawn`: its
 //! attributes cannot discard a signal that is pending in the child (see `child::command`), and
-//! musl's cannot name the signals it reserves (32-34). Here the child does exactly what
-//! `child::command`'s pre_exec does, with raw system calls only, and reports an exec failure in
-//! the memory it shares with the parent, who is suspended until the exec or the exit.
+//! musl's cannot name the signals it reserves (32-34). Here the child takes the same steps as
+//! `child::command`'s pre_exec (`child::clean_start`, `child::unblock_all`), and reports an exec
+//! failure in the memory it shares with the parent, who is suspended until the exec or the exit.
 //!
 //! The terminal hand-over keeps the fork path (`child::command`): tcsetpgrp from the child
 //! would run while podvisor cannot answer a SIGTTOU-stopped state, and it is the rare case.
@@ -69,7 +69,7 @@ pub fn spawn(program: &Path, argv: &[OsString], group: bool, ignored: u64) -> io
     // clone so that the child starts with all of them blocked and no handler of podvisor's (it
     // has none of its own; std's fault handlers stay) can run on the shared memory.
     let pid = unsafe {
-        sigprocmask(libc::SIG_SETMASK, &everything, &mut before);
+        signals::raw_sigprocmask(libc::SIG_SETMASK, &everything, &mut before);
         let top = stack.as_mut_ptr().cast::<u8>().add(STACK).cast();
         let pid = libc::clone(
             child_main,
@@ -78,7 +78,7 @@ pub fn spawn(program: &Path, argv: &[OsString], group: bool, ignored: u64) -> io
             (&mut args as *mut Args).cast(),
         );
         let clone_error = io::Error::last_os_error();
-        sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        signals::raw_sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
         if pid < 0 {
             return Err(clone_error);
         }
@@ -97,15 +97,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the parent's `Args`, alive and untouched while the parent is suspended.
     unsafe {
         let args = &mut *arg.cast::<Args>();
-        if args.group && libc::syscall(libc::SYS_setpgid, 0, 0) != 0 {
-            args.error = errno();
+        if let Err(e) = child::clean_start(args.group, args.ignored) {
+            args.error = e.raw_os_error().unwrap_or(libc::EINVAL);
             libc::_exit(127);
         }
-        child::reset_dispositions(args.ignored);
-        // The step gets the oom_score_adj podvisor inherited, not podvisor's protection.
-        crate::run::oom::restore_in_child();
-        let empty = signals::raw_sigset(std::iter::empty());
-        sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        child::unblock_all();
         libc::syscall(
             libc::SYS_execve,
             args.path.as_ptr(),
@@ -115,14 +111,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         args.error = errno();
         libc::_exit(127)
     }
-}
-
-/// rt_sigprocmask with the kernel's 8-byte set: musl's wrapper would keep its reserved signals.
-///
-/// # Safety
-/// `set` and `old` must be valid or null.
-unsafe fn sigprocmask(how: i32, set: *const libc::sigset_t, old: *mut libc::sigset_t) {
-    libc::syscall(libc::SYS_rt_sigprocmask, how, set, old, 8usize);
 }
 
 fn errno() -> i32 {
