@@ -114,6 +114,13 @@ fn run_inner(config: &Config, report: &mut Report) -> Outcome {
             tracing::warn!("cannot become child subreaper: {e}");
         }
     }
+    if run::direct::suits(config) {
+        // The plain init: no runtime, no second thread (run/direct.rs).
+        return mapped(
+            config,
+            run::direct::run(config, signals::Forwarder::new(rules(config))),
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -138,12 +145,7 @@ async fn run_async(config: &Config, report: &mut Report) -> Outcome {
         "trying again after the wait phase"
     };
     let mut marker = marker::Slot::acquire(config.marker.as_deref(), next);
-    let outcome = start(config, report, &mut marker)
-        .await
-        .map_exit(&config.map_exit);
-    if let (Outcome::Mapped { code, .. }, Some(from)) = (&outcome, outcome.child_code()) {
-        tracing::info!("exit code {from} mapped to {code} (--map-exit)");
-    }
+    let outcome = mapped(config, start(config, report, &mut marker).await);
     // The step's output is all passed through (and copied) before the marker says it ended.
     logcopy::drain();
     let pending = shutdown::pending(&config.shutdown_posts);
@@ -177,6 +179,25 @@ async fn run_async(config: &Config, report: &mut Report) -> Outcome {
     outcome
 }
 
+/// `--map-exit` applied to the step's end, and said.
+fn mapped(config: &Config, outcome: Outcome) -> Outcome {
+    let outcome = outcome.map_exit(&config.map_exit);
+    if let (Outcome::Mapped { code, .. }, Some(from)) = (&outcome, outcome.child_code()) {
+        tracing::info!("exit code {from} mapped to {code} (--map-exit)");
+    }
+    outcome
+}
+
+/// How signals are routed, from the configuration.
+fn rules(config: &Config) -> signals::Rules {
+    signals::Rules {
+        rewrites: config.rewrites.clone(),
+        sidecar: config.sidecar,
+        stop_signal: config.stop_signal,
+        me: std::process::id() as i32,
+    }
+}
+
 /// The error line's end when the marker could not be prepared and the next try is the last.
 const AT_END: &str = "trying again at the end";
 
@@ -207,12 +228,7 @@ pub fn failed_early(config: &Config, reason: String) -> Outcome {
 /// Signals and reaping, then the steps; every way out of here is recorded by the marker.
 async fn start(config: &Config, report: &mut Report, marker: &mut marker::Slot) -> Outcome {
     let reaper = Reaper::new();
-    let forwarder = signals::Forwarder::new(signals::Rules {
-        rewrites: config.rewrites.clone(),
-        sidecar: config.sidecar,
-        stop_signal: config.stop_signal,
-        me: std::process::id() as i32,
-    });
+    let forwarder = signals::Forwarder::new(rules(config));
     let (pump, mut signals) = match signals::pump(reaper.clone(), forwarder.clone()) {
         Ok(p) => p,
         Err(e) => return Outcome::Error(format!("cannot read signals: {e}")),

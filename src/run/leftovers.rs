@@ -38,7 +38,7 @@ pub async fn terminate(
         started: false,
         blind: false,
     };
-    if !reaper.reap().children_left && !sweep.group_alive() {
+    if !any(child, reaper) {
         return;
     }
     let mut seen = reaper.passes();
@@ -96,6 +96,12 @@ pub async fn terminate(
     }
 }
 
+/// Whether the step left anything behind: a child of podvisor's not reaped yet, or a live
+/// member of its process group. When not, [`terminate`] has nothing to do.
+pub fn any(child: &Child, reaper: &Reaper) -> bool {
+    reaper.reap().children_left || (child.group && kill(-child.pid.as_raw(), 0))
+}
+
 /// How long SIGKILLed leftovers get to be reaped when the rest cannot be seen.
 const BLIND_REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -122,10 +128,6 @@ impl Sweep {
         } else {
             format!("{} leftover process(es)", self.seen.len())
         }
-    }
-
-    fn group_alive(&self) -> bool {
-        self.group.is_some_and(|g| kill(-g, 0))
     }
 
     fn run(&mut self, signo: i32) {

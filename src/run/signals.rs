@@ -333,7 +333,7 @@ impl Forwarder {
     }
 
     /// Sends what `got` routes to, if a child runs; the route, when one was taken.
-    fn forward(&self, got: &Received) -> Option<Route> {
+    pub(crate) fn forward(&self, got: &Received) -> Option<Route> {
         let target = self.target.load(Ordering::Relaxed);
         if target == 0 {
             return None;
@@ -351,7 +351,7 @@ impl Forwarder {
     }
 
     /// After a reaping pass: forget the child once the reaper has collected it.
-    fn forget_reaped(&self, reaper: &Reaper) {
+    pub(crate) fn forget_reaped(&self, reaper: &Reaper) {
         let target = self.target.load(Ordering::Relaxed);
         if target != 0 && !reaper.awaits(target.abs()) {
             self.clear();
@@ -410,7 +410,7 @@ pub fn pump(
     forwarder: Arc<Forwarder>,
 ) -> io::Result<(Pump, mpsc::UnboundedReceiver<Received>)> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let set = raw_sigset(handled());
+    let set = handled_set();
     let me = forwarder.rules().me;
     let body = move || {
         let pass_on = |mut got: Received| {
@@ -423,7 +423,7 @@ pub fn pump(
             tx.send(got).is_ok()
         };
         loop {
-            let got = match next_signal(&set, true) {
+            let got = match next_signal(&set, None) {
                 Ok(Some(got)) => got,
                 Ok(None) => continue,
                 Err(e) => {
@@ -439,7 +439,7 @@ pub fn pump(
                 }
                 continue;
             }
-            while let Ok(Some(got)) = next_signal(&set, false) {
+            while let Ok(Some(got)) = next_signal(&set, Some(std::time::Duration::ZERO)) {
                 if !pass_on(got) {
                     return;
                 }
@@ -490,14 +490,26 @@ fn start_thread(body: Box<dyn FnOnce() + Send>) -> io::Result<libc::pthread_t> {
     }
 }
 
-/// The next signal of `set`: waits for one when `wait`, else `None` when none is pending.
-/// The raw rt_sigtimedwait: the libc wrappers would drop their reserved signals from the set.
-fn next_signal(set: &libc::sigset_t, wait: bool) -> io::Result<Option<Received>> {
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+/// Every signal podvisor reads, as one set for [`next_signal`].
+pub(crate) fn handled_set() -> libc::sigset_t {
+    raw_sigset(handled())
+}
+
+/// The next signal of `set`, waiting for one at most `timeout` (forever when `None`); `None`
+/// when none came. The raw rt_sigtimedwait: the libc wrappers would drop their reserved
+/// signals from the set.
+pub(crate) fn next_signal(
+    set: &libc::sigset_t,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Option<Received>> {
+    let bound = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as _,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    let timeout: *const libc::timespec = match &bound {
+        Some(t) => t,
+        None => std::ptr::null(),
     };
-    let timeout: *const libc::timespec = if wait { std::ptr::null() } else { &zero };
     loop {
         // SAFETY: a zeroed siginfo_t is valid; every pointer is to a live local.
         let (rc, info) = unsafe {

@@ -21,14 +21,26 @@ use crate::run::signals::{self, Forwarder, Received, Route};
 /// A condition that, once it holds, stops the child (the sidecar's until-condition).
 pub type Until = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Where the step stands.
-struct State {
+/// Where the step stands; shared with the runtime-free supervisor (`direct`).
+#[derive(Default)]
+pub(crate) struct State {
     /// When SIGKILL goes out unless the child has ended; set by the first terminating signal.
-    kill_at: Option<Instant>,
+    pub kill_at: Option<Instant>,
     /// SIGKILL was sent.
-    killed: bool,
+    pub killed: bool,
     /// The sidecar was asked to stop: its death counts as success.
-    stopping: bool,
+    pub stopping: bool,
+}
+
+impl State {
+    /// How the step ended, once the child is collected.
+    pub fn outcome(&self, end: ChildEnd) -> Outcome {
+        if self.stopping {
+            Outcome::Stopped(end)
+        } else {
+            Outcome::Child(end)
+        }
+    }
 }
 
 /// Supervises `child` until it ends and its leftovers are gone; returns how the step ended.
@@ -41,11 +53,7 @@ pub async fn supervise(
     until: Option<Until>,
 ) -> Outcome {
     tracing::info!("child started (pid {})", child.pid);
-    let mut state = State {
-        kill_at: None,
-        killed: false,
-        stopping: false,
-    };
+    let mut state = State::default();
     // The pump forwards from now on (see signals::Forwarder). What it queued before the child
     // existed goes first, in order: no await until then, so the pump cannot overtake it.
     forwarder.set(child.pid.as_raw(), child.group);
@@ -64,12 +72,7 @@ pub async fn supervise(
             // The reaper collected the main child.
             end = &mut child.end => break end.unwrap_or(ChildEnd::Exited(libc::EXIT_FAILURE)),
             // The grace period ran out.
-            _ = sleep_until_opt(state.kill_at), if !state.killed => {
-                tracing::info!("grace period of {} expired, sending SIGKILL", duration::show(config.grace_period));
-                send(&child, libc::SIGKILL);
-                state.killed = true;
-                crate::after::termination::grace_period_expired();
-            }
+            _ = sleep_until_opt(state.kill_at), if !state.killed => grace_expired(&child, config, &mut state),
             // The sidecar's work is done.
             _ = until_holds(&mut until), if until.is_some() => {
                 until = None;
@@ -88,14 +91,29 @@ pub async fn supervise(
     // Hand the terminal back before anything else can print.
     drop(child.terminal.take());
     leftovers::terminate(&child, config, reaper, signals, state.kill_at).await;
-    if state.stopping {
-        Outcome::Stopped(end)
-    } else {
-        Outcome::Child(end)
-    }
+    state.outcome(end)
 }
 
-fn on_signal(got: Received, child: &Child, config: &Config, fwd: &Forwarder, state: &mut State) {
+/// The grace period ran out: the child's group gets SIGKILL.
+pub(crate) fn grace_expired(child: &Child, config: &Config, state: &mut State) {
+    tracing::info!(
+        "grace period of {} expired, sending SIGKILL",
+        duration::show(config.grace_period)
+    );
+    send(child, libc::SIGKILL);
+    state.killed = true;
+    crate::after::termination::grace_period_expired();
+}
+
+/// One signal read while the child runs, after the pump (or `direct`) forwarded it: its
+/// bookkeeping and log line.
+pub(crate) fn on_signal(
+    got: Received,
+    child: &Child,
+    config: &Config,
+    fwd: &Forwarder,
+    state: &mut State,
+) {
     let route = match got.routed {
         // The pump has sent it already (see signals::Forwarder).
         Some(route) => route,
