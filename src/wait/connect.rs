@@ -3,9 +3,10 @@
 //! tokio's `TcpStream::connect` registers the socket with epoll, waits for writability, asks
 //! for the error and deregisters: 7 system calls and a trip through the scheduler per attempt.
 //! On loopback (a sidecar in the same pod) the kernel has usually decided before `connect`
-//! returns: the SYN and the RST or SYN-ACK are handled in the same call. So one `poll` with a
-//! zero timeout is asked first, and only a connection still in progress is handed to tokio.
-//! A refused attempt is then socket, connect, poll, getsockopt, close (bench row 5).
+//! returns: the SYN and the RST or SYN-ACK are handled in the same call. So a
+//! refusal is read from `SO_ERROR` at once, and only a connection still in progress is handed
+//! to tokio. A refused attempt is then socket, connect, getsockopt, close (bench row 5), as a
+//! C poller's blocking connect is socket, connect, close.
 
 use std::io;
 use std::mem::size_of;
@@ -17,26 +18,30 @@ use tokio::net::TcpStream;
 
 /// Connects to `addr`.
 pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let (fd, settled) = start(addr)?;
-    let socket = std::net::TcpStream::from(fd);
-    if settled {
-        // Refused: never registered with the reactor at all.
-        if let Some(e) = socket.take_error()? {
-            return Err(e);
+    match start(addr)? {
+        // Never registered with the reactor at all.
+        Started::Connected(fd) => TcpStream::from_std(std::net::TcpStream::from(fd)),
+        Started::InProgress(fd) => {
+            let stream = TcpStream::from_std(std::net::TcpStream::from(fd))?;
+            stream.writable().await?;
+            match stream.take_error()? {
+                Some(e) => Err(e),
+                None => Ok(stream),
+            }
         }
-        return TcpStream::from_std(socket);
-    }
-    let stream = TcpStream::from_std(socket)?;
-    stream.writable().await?;
-    match stream.take_error()? {
-        Some(e) => Err(e),
-        None => Ok(stream),
     }
 }
 
-/// A non-blocking socket with its connect started, and whether the outcome is already known
-/// (then `SO_ERROR` holds it).
-fn start(addr: SocketAddr) -> io::Result<(OwnedFd, bool)> {
+/// A non-blocking socket with its connect started.
+enum Started {
+    /// The connection is up.
+    Connected(OwnedFd),
+    /// The kernel has not decided yet.
+    InProgress(OwnedFd),
+}
+
+/// Starts a non-blocking connect; a refusal the kernel has already decided is the error.
+fn start(addr: SocketAddr) -> io::Result<Started> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -54,20 +59,20 @@ fn start(addr: SocketAddr) -> io::Result<(OwnedFd, bool)> {
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for this family.
     let rc = unsafe { libc::connect(fd.as_raw_fd(), (&raw const storage).cast(), len) };
     if rc == 0 {
-        return Ok((fd, true));
+        return Ok(Started::Connected(fd));
     }
     let e = io::Error::last_os_error();
     if e.raw_os_error() != Some(libc::EINPROGRESS) {
         return Err(e);
     }
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let settled = unsafe { libc::poll(&mut pfd, 1, 0) } == 1;
-    Ok((fd, settled))
+    // A refusal is in SO_ERROR already (the RST came back within the connect): one call tells.
+    let socket = std::net::TcpStream::from(fd);
+    if let Some(e) = socket.take_error()? {
+        return Err(e);
+    }
+    // Connected already, or still deciding: tokio's writability says which (the success is
+    // once per target, the refusals are what repeats).
+    Ok(Started::InProgress(OwnedFd::from(socket)))
 }
 
 /// `addr` as the kernel takes it.
