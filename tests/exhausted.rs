@@ -59,9 +59,9 @@ fn a_step_out_of_processes_gets_its_own_output_and_status() {
     let Some(cg) = Cgroup::new("pids", "pids-step") else {
         return;
     };
-    // podvisor, its signal thread and the step's shell; the shell's own fork fails, and dash
-    // gives up with 2.
-    cg.set("pids.max", "3");
+    // podvisor (the plain init has no second thread) and the step's shell; the shell's own
+    // fork fails, and dash gives up with 2.
+    cg.set("pids.max", "2");
     let run = cg.run(TestCommand::new().args([
         "--",
         "sh",
@@ -171,9 +171,14 @@ fn fifty_targets_with_few_descriptors_are_retried_until_ready() {
 
 #[test]
 fn too_few_descriptors_to_start_is_125_with_one_line() {
-    // podvisor needs 6 descriptors since its signal thread replaced the signalfd.
+    // With a wait phase podvisor needs 6 descriptors (its runtime's epoll and eventfd, the
+    // signal thread); the plain init needs none beyond stdin, stdout and stderr (below).
     for n in [4, 5] {
-        let run = with_nofile(TestCommand::new().args(["--", "echo", "SHOULD-NOT-RUN"]), n).run();
+        let run = with_nofile(
+            TestCommand::new().args(["--wait-file", "/", "--", "echo", "SHOULD-NOT-RUN"]),
+            n,
+        )
+        .run();
         run.assert_code(125)
             .assert_stderr_has("podvisor: error: ")
             .assert_stderr_has("Too many open files");
@@ -184,6 +189,13 @@ fn too_few_descriptors_to_start_is_125_with_one_line() {
             run.explain()
         );
     }
+}
+
+#[test]
+fn the_plain_init_runs_the_step_with_only_the_standard_descriptors() {
+    // One more than stdin, stdout and stderr: the debug build's loader opens libgcc_s.
+    let run = with_nofile(TestCommand::new().args(["--", "echo", "ran"]), 4).run();
+    run.assert_code(0).assert_stdout_has("ran");
 }
 
 #[test]
