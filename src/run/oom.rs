@@ -87,8 +87,16 @@ struct Own(std::os::fd::OwnedFd);
 impl Own {
     fn open() -> io::Result<Self> {
         use std::os::fd::FromRawFd;
-        // SAFETY: open(2) of a constant C string; the fd is owned from here on.
-        let fd = unsafe { libc::open(PATH.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        // The raw call: musl's open(3) adds an fcntl(FD_CLOEXEC) after every O_CLOEXEC open.
+        // SAFETY: openat(2) of a constant C string; the fd is owned from here on.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                PATH.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC,
+            )
+        } as i32;
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
