@@ -518,6 +518,23 @@ impl InPod<'_> {
         } else if s.1 >= c.1 {
             tally.stopped_after(Duration::from_nanos((s.1 - c.1) as u64), explain);
         }
+        if s.0 == 0 && !before_lock {
+            // Stopped by its until-condition, and for the right reason: the marker, or the
+            // lock its dead owner left free (README, `--until-marker`).
+            let why = if self.host_marker.exists() {
+                "finished (marker written)"
+            } else {
+                "finished without a marker"
+            };
+            let logs = self
+                .runtime
+                .run(&["logs", self.sidecar], Duration::from_secs(60));
+            assert!(
+                logs.stdout.contains(why) || logs.stderr.contains(why),
+                "the sidecar's log does not say {why:?}\n{}",
+                explain()
+            );
+        }
         check_marker(
             self.host_marker,
             Some(c.0),
