@@ -9,67 +9,20 @@
 
 mod support;
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use nix::libc;
+use support::chaos::{self, Tally, Victim, STOP_BOUND};
 use support::pod::{explain, Container, Pod};
 use support::rng::{rounds, Rng};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Victim {
-    /// The step (podvisor's child in the command container).
-    Step,
-    /// The sidecar's program (podvisor's child in the sidecar container).
-    SidecarProgram,
-    /// The command container's podvisor (the container dies with its PID 1).
-    StepPodvisor,
-    /// The sidecar container's podvisor.
-    SidecarPodvisor,
-}
-
-const VICTIMS: [Victim; 4] = [
-    Victim::Step,
-    Victim::SidecarProgram,
-    Victim::StepPodvisor,
-    Victim::SidecarPodvisor,
-];
-
-/// How long the ordinary sidecar may take to stop once the step container has ended.
-const STOP_BOUND: Duration = Duration::from_secs(5);
-
-/// What one round did, for the summary.
-#[derive(Default)]
-struct Tally {
-    rounds: usize,
-    injected: [usize; 4],
-    missed: usize,
-    before_lock: usize,
-    markers: usize,
-    free_locks: usize,
-}
-
-/// Whether nobody holds the lock at `path` (or there is no lock file at all).
-fn lock_free(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
-        return true;
-    };
-    // SAFETY: flock on a descriptor we own; closing it (drop) releases what we took.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
 
 /// Whether a container's status is one the README lists (`own`: the program's own codes).
 /// A container whose podvisor was SIGKILLed has no podvisor exit code at all: what shows is
 /// the runtime's report (unshare says "sigprocmask unblock failed" and exits 1; Kubernetes
 /// says 137), so `killed` accepts anything.
 fn listed(status: ExitStatus, own: &[i32], killed: bool) -> bool {
-    killed
-        || status
-            .code()
-            .is_some_and(|c| own.contains(&c) || [124, 125, 137, 143].contains(&c))
+    killed || status.code().is_some_and(|c| chaos::listed(c, own))
 }
 
 fn round(rng: &mut Rng, tally: &mut Tally) {
@@ -77,35 +30,13 @@ fn round(rng: &mut Rng, tally: &mut Tally) {
     let marker = pod.ws("podvisor/step.json");
     let ready = pod.ws("sidecar-ready");
     let step_ms = rng.below(600);
-    let mut side = pod.start(
-        "sidecar",
-        &[
-            "--until-marker",
-            &marker,
-            "--grace-period",
-            "2s",
-            "--sh",
-            &format!("touch {ready}; exec sleep 1000"),
-        ],
-    );
-    let mut cmd = pod.start(
-        "command",
-        &[
-            "--wait-file",
-            &ready,
-            "--timeout",
-            "5s",
-            "--marker",
-            &marker,
-            "--sh",
-            &format!(
-                "sleep {}.{:03}; echo step-done; exit 3",
-                step_ms / 1000,
-                step_ms % 1000
-            ),
-        ],
-    );
-    let victim = VICTIMS[rng.below(4) as usize];
+    let side_args = chaos::sidecar_args(&marker, &ready);
+    let step_args = chaos::step_args(&ready, "5s", &marker, step_ms);
+    let side_args: Vec<&str> = side_args.iter().map(String::as_str).collect();
+    let step_args: Vec<&str> = step_args.iter().map(String::as_str).collect();
+    let mut side = pod.start("sidecar", &side_args);
+    let mut cmd = pod.start("command", &step_args);
+    let victim = Victim::pick(rng);
     // Over the pod's whole life: start-up (a few hundred ms here), the wait, the step.
     let at = Duration::from_millis(rng.below(400 + step_ms));
     let shown = format!("victim {victim:?} at {at:?}, step sleeps {step_ms} ms");
@@ -129,9 +60,8 @@ fn round(rng: &mut Rng, tally: &mut Tally) {
     };
     let injected = match pid {
         Some(pid) => {
-            // SAFETY: kill(2) on a process of our own pod.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            tally.injected[victim as usize] += 1;
+            chaos::sigkill(pid);
+            tally.injected(victim, false);
             true
         }
         None => {
@@ -150,8 +80,8 @@ fn round(rng: &mut Rng, tally: &mut Tally) {
         all(&cmd, &side)
     );
     let cmd_ended = cmd.ended.unwrap_or_else(Instant::now);
-    let lock = format!("{marker}.lock");
-    if !Path::new(&marker).exists() && !Path::new(&lock).exists() {
+    let path = Path::new(&marker);
+    if chaos::killed_before_lock(path) {
         // Killed before its podvisor took the lock (in the first milliseconds, often before
         // podvisor even ran): on the volume that is a container not started yet, which the
         // sidecar waits for (README, the marker protocol) until its own SIGTERM ends it.
@@ -160,11 +90,10 @@ fn round(rng: &mut Rng, tally: &mut Tally) {
             std::thread::sleep(Duration::from_millis(200));
             assert!(
                 side.running(),
-                "the sidecar stopped for a container that never ran
-{}",
+                "the sidecar stopped for a container that never ran\n{}",
                 all(&cmd, &side)
             );
-            side.signal(libc::SIGTERM);
+            side.signal(nix::libc::SIGTERM);
         }
     }
     let side_status = side
@@ -179,48 +108,21 @@ fn round(rng: &mut Rng, tally: &mut Tally) {
         "sidecar: {side_status:?}\n{}",
         all(&cmd, &side)
     );
+    let code = |s: ExitStatus| s.code().unwrap_or(-1);
+    *tally.step_codes.entry(code(cmd_status)).or_default() += 1;
+    *tally.sidecar_codes.entry(code(side_status)).or_default() += 1;
     if let Some(ended) = side.ended {
-        assert!(
-            ended.saturating_duration_since(cmd_ended) < STOP_BOUND,
-            "the sidecar took {:?} after the command container\n{}",
-            ended.saturating_duration_since(cmd_ended),
+        tally.stopped_after(ended.saturating_duration_since(cmd_ended), &|| {
             all(&cmd, &side)
-        );
+        });
     }
-
-    let path = Path::new(&marker);
-    if path.exists() {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let m: serde_json::Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("marker is not JSON ({e}): {text:?}\n{}", all(&cmd, &side)));
-        assert!(
-            [
-                "exited",
-                "signaled",
-                "wait_failed",
-                "cancelled",
-                "spawn_failed"
-            ]
-            .contains(&m["status"].as_str().unwrap_or("")),
-            "{m}"
-        );
-        if let (Some(code), false) = (cmd_status.code(), victim == Victim::StepPodvisor) {
-            assert_eq!(
-                m["exit_code"].as_i64(),
-                Some(i64::from(code)),
-                "marker and exit code disagree: {m}\n{}",
-                all(&cmd, &side)
-            );
-        }
-        tally.markers += 1;
-    } else {
-        assert!(
-            lock_free(Path::new(&lock)),
-            "no marker and the lock is held\n{}",
-            all(&cmd, &side)
-        );
-        tally.free_locks += 1;
-    }
+    chaos::check_marker(
+        path,
+        cmd_status.code(),
+        victim == Victim::StepPodvisor,
+        tally,
+        &|| all(&cmd, &side),
+    );
     pod.assert_nothing_left(&[&cmd, &side]);
     tally.rounds += 1;
 }
@@ -233,19 +135,5 @@ fn sigkill_anything_at_any_moment_and_the_pod_still_ends_cleanly() {
     for _ in 0..rounds("PODVISOR_CHAOS_RUNS", 12, 300) {
         round(&mut rng, &mut tally);
     }
-    eprintln!(
-        "chaos: {} rounds in {:?}; SIGKILLs: step {}, sidecar program {}, step podvisor {}, \
-         sidecar podvisor {}; victim already gone {}; ended with a marker {}, with a free lock \
-         and no marker {} (of which killed before the lock existed: {})",
-        tally.rounds,
-        started.elapsed(),
-        tally.injected[0],
-        tally.injected[1],
-        tally.injected[2],
-        tally.injected[3],
-        tally.missed,
-        tally.markers,
-        tally.free_locks,
-        tally.before_lock
-    );
+    tally.report("chaos", started.elapsed());
 }

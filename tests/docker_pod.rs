@@ -8,63 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::docker::{self, Cleanup};
-
-/// The pod: the podvisor image, the Debian base, a volume as /workspace, and the holder of the
-/// network namespace (the empty podvisor image running `holder_args`), all removed at the end.
-struct Pod {
-    cleanup: Cleanup,
-    image: String,
-    base: String,
-    ws: String,
-    net: String,
-    holder: String,
-}
-
-impl Pod {
-    fn new(docker_opts: &[&str], holder_args: &[&str]) -> Self {
-        docker::require_docker();
-        let mut cleanup = Cleanup::new();
-        let image = docker::podvisor_image(&mut cleanup);
-        let base = docker::base_image();
-        let ws = format!("{}:/workspace", cleanup.volume("ws"));
-        let holder = cleanup.container("pod");
-        let mut args: Vec<&str> = docker_opts.to_vec();
-        args.extend(["-v", &ws, &image]);
-        args.extend(holder_args);
-        cleanup.start(&holder, &args);
-        let net = format!("container:{holder}");
-        Self {
-            cleanup,
-            image,
-            base,
-            ws,
-            net,
-            holder,
-        }
-    }
-
-    fn container(&mut self, tag: &str) -> String {
-        self.cleanup.container(tag)
-    }
-
-    /// Starts `name` from `image` inside the pod (its network namespace and /workspace).
-    fn start(&mut self, name: &str, image: &str, rest: &[&str]) {
-        let mut args = vec!["--network", &self.net, "-v", &self.ws, image];
-        args.extend(rest);
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        self.cleanup.start(name, &args);
-    }
-
-    /// The init container: the podvisor image copies itself to /workspace/bin.
-    fn install_podvisor(&mut self) {
-        let init = self.container("init");
-        let image = self.image.clone();
-        self.start(&init, &image, &["--install-to", "/workspace/bin"]);
-        let code = docker::wait_exit(&init, Duration::from_secs(60));
-        assert_eq!(code, 0, "{}", docker::logs(&init));
-    }
-}
+use support::docker::{self, Pod};
 
 /// Every container's logs, for failure messages.
 fn all_logs(names: &[String]) -> String {

@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
@@ -106,13 +107,91 @@ fn random_run(rng: &mut Rng, dir: &str) -> (Vec<OsString>, Vec<(OsString, OsStri
     (argv, env)
 }
 
+/// The most output of one run the test keeps (the rest is counted and dropped): a run that
+/// floods its output fails with the count, instead of filling the test's memory.
+const KEPT: usize = 16 << 20;
+
+/// What a reader has taken from a pipe: its first KEPT bytes, how many in all, and whether
+/// the pipe has ended (every writer gone).
+#[derive(Default)]
+struct Captured {
+    kept: Vec<u8>,
+    total: usize,
+    ended: bool,
+}
+
 /// Reads a pipe to its end in a thread.
-fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Captured>> {
+    let captured = Arc::new(Mutex::new(Captured::default()));
+    let shared = Arc::clone(&captured);
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
+        let mut buf = [0u8; 65536];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            let mut c = shared.lock().unwrap_or_else(|e| e.into_inner());
+            c.total += n;
+            let room = KEPT.saturating_sub(c.kept.len()).min(n);
+            c.kept.extend_from_slice(&buf[..room]);
+        }
+        shared.lock().unwrap_or_else(|e| e.into_inner()).ended = true;
+    });
+    captured
+}
+
+/// What the reader has, once its pipe has ended or `until` has passed (a process that
+/// outlived podvisor still holds it: the caller says so instead of waiting for ever).
+fn taken(captured: &Option<Arc<Mutex<Captured>>>, until: Instant) -> Captured {
+    let Some(c) = captured else {
+        return Captured {
+            ended: true,
+            ..Captured::default()
+        };
+    };
+    loop {
+        let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+        if c.ended || Instant::now() > until {
+            return std::mem::take(&mut c);
+        }
+        drop(c);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A folder holding `echo` alone, the PATH of every run: a random value that becomes the
+/// COMMAND (a stray argument, `--sh yes`) must not find a program that runs for ever, as `yes`
+/// did (24 GB of output before the OOM killer took the test).
+fn path_with_echo_alone() -> &'static str {
+    static DIR: OnceLock<(TempDir, String)> = OnceLock::new();
+    let (_, path) = DIR.get_or_init(|| {
+        let dir = TempDir::new("fuzzpath");
+        std::os::unix::fs::symlink("/bin/echo", dir.path().join("echo")).expect("link echo");
+        let path = dir.path().display().to_string();
+        (dir, path)
+    });
+    path
+}
+
+/// podvisor's own lines of `stderr`: all but the `--show-logs` tails' content. Under a header
+/// `podvisor: ==> NAME: last N lines of PATH <==` come N lines of the log as they are (README,
+/// "The tails"): a random `--show-logs` names a file another run has written (a
+/// `--termination-log`, a `--log-to` copy), whose lines are nobody's log lines here.
+fn own_lines(stderr: &str) -> Vec<&str> {
+    let mut own = Vec::new();
+    let mut skip = 0usize;
+    for line in stderr.lines() {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        let header = line
+            .strip_prefix("podvisor: ==> ")
+            .and_then(|h| h.strip_suffix(" <=="));
+        if let Some((_, counted)) = header.and_then(|h| h.split_once(": last ")) {
+            let digits: String = counted.chars().take_while(char::is_ascii_digit).collect();
+            skip = digits.parse().unwrap_or(0);
+        }
+        own.push(line);
+    }
+    own
 }
 
 /// Runs podvisor with `argv` then bounded waits and a harmless command; checks the contract.
@@ -127,7 +206,7 @@ fn check_within(argv: &[OsString], env: &[(OsString, OsString)], timeout: &str) 
     let mut cmd = Command::new(podvisor_bin());
     cmd.current_dir(cwd.path())
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
+        .env("PATH", path_with_echo_alone())
         .envs(env.iter().cloned())
         // First, so that a stray argument (which makes the rest its COMMAND's arguments) cannot
         // take them away: no run waits long (random argv has no --timeout, and this flag beats
@@ -156,14 +235,25 @@ fn check_within(argv: &[OsString], env: &[(OsString, OsString)], timeout: &str) 
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    let [stdout, stderr] =
-        readers.map(|r| r.map(|h| h.join().unwrap_or_default()).unwrap_or_default());
+    let took = start.elapsed();
+    let until = Instant::now() + Duration::from_secs(10);
+    let [out_c, err_c] = readers.map(|r| taken(&r, until));
+    let (out_bytes, err_bytes) = (out_c.total, err_c.total);
+    let held_open = !(out_c.ended && err_c.ended);
     let out = std::process::Output {
         status,
-        stdout,
-        stderr,
+        stdout: out_c.kept,
+        stderr: err_c.kept,
     };
-    let took = start.elapsed();
+    let head = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(4000)]).into_owned();
+    assert!(
+        out_bytes.max(err_bytes) < KEPT,
+        "a flood: {out_bytes} bytes of stdout, {err_bytes} of stderr\n{shown}\nstatus {:?} \
+         after {took:?}\nstdout begins: {}\nstderr begins: {}",
+        out.status,
+        head(&out.stdout),
+        head(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let explain = format!(
@@ -171,13 +261,18 @@ fn check_within(argv: &[OsString], env: &[(OsString, OsString)], timeout: &str) 
         out.status
     );
     assert!(took < HANG, "a hang\n{explain}");
+    assert!(
+        !held_open,
+        "podvisor ended, and 10 s later something still held its output open\n{explain}"
+    );
     assert_eq!(out.status.signal(), None, "killed by a signal\n{explain}");
     assert!(!out.status.core_dumped(), "a core\n{explain}");
     let code = out.status.code().unwrap_or(-1);
     // Each line podvisor's: `podvisor: ...`, or with --log-format json one JSON object. The
     // level of an error line, either way.
-    let errors = stderr
-        .lines()
+    let own = own_lines(&stderr);
+    let errors = own
+        .iter()
         .filter(|line| {
             if let Some(text) = line.strip_prefix("podvisor: ") {
                 return text.starts_with("error: ");
@@ -191,7 +286,7 @@ fn check_within(argv: &[OsString], env: &[(OsString, OsString)], timeout: &str) 
     match code {
         125 => {
             assert_eq!(
-                (stderr.lines().count(), errors),
+                (own.len(), errors),
                 (1, 1),
                 "125 with not one error line\n{explain}"
             );
@@ -200,6 +295,10 @@ fn check_within(argv: &[OsString], env: &[(OsString, OsString)], timeout: &str) 
         _ if stdout.contains("fuzz-step-ran") => {}
         // The wait failed; or a stray argument became the COMMAND, not found or not runnable.
         124 | 126 | 127 => assert!(errors >= 1, "{explain}"),
+        // A sidecar whose until-condition held before the command could print (a random
+        // `--until-marker` or `--until-file` naming a file another run wrote): stopped on
+        // request, which is success (README, "Sidecars").
+        0 if stderr.contains("until-condition holds") => {}
         // --no-strict with no COMMAND is not generated (COMMAND is always there).
         _ => panic!("exit {code} without the command running\n{explain}"),
     }

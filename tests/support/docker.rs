@@ -255,10 +255,7 @@ impl Cleanup {
     /// `docker run -d --name NAME ARGS...` (NAME from [`Cleanup::container`]); panics with the
     /// output if it cannot start.
     pub fn start<S: AsRef<str>>(&mut self, name: &str, args: &[S]) {
-        let mut all: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
-        all.extend(label_args());
-        all.extend(args.iter().map(|s| s.as_ref().to_string()));
-        docker(&all, Duration::from_secs(60)).expect_ok();
+        start_in_background(name, args).join().expect_ok();
     }
 
     /// A compose project, brought down (containers, volumes, networks, local images) at the end.
@@ -296,6 +293,118 @@ impl Drop for Cleanup {
             docker(["rmi", "-f", i], t);
         }
     }
+}
+
+/// The pod: the podvisor image, the Debian base, a volume as /workspace, and the holder of the
+/// network namespace (the empty podvisor image running `holder_args`), all removed at the end.
+pub struct Pod {
+    pub cleanup: Cleanup,
+    /// docker/Dockerfile's `prebuilt` stage: the static binary alone.
+    pub image: String,
+    /// The cached Debian base (nginx-light, curl).
+    pub base: String,
+    /// The volume, and its `-v` argument as /workspace.
+    pub volume: String,
+    pub ws: String,
+    /// `container:HOLDER`, the `--network` of every other container.
+    pub net: String,
+    pub holder: String,
+}
+
+impl Pod {
+    pub fn new(docker_opts: &[&str], holder_args: &[&str]) -> Self {
+        require_docker();
+        let mut cleanup = Cleanup::new();
+        let image = podvisor_image(&mut cleanup);
+        let base = base_image();
+        let volume = cleanup.volume("ws");
+        let ws = format!("{volume}:/workspace");
+        let holder = cleanup.container("pod");
+        let mut args: Vec<&str> = docker_opts.to_vec();
+        args.extend(["-v", &ws, &image]);
+        args.extend(holder_args);
+        cleanup.start(&holder, &args);
+        let net = format!("container:{holder}");
+        Self {
+            cleanup,
+            image,
+            base,
+            volume,
+            ws,
+            net,
+            holder,
+        }
+    }
+
+    pub fn container(&mut self, tag: &str) -> String {
+        self.cleanup.container(tag)
+    }
+
+    /// Starts `name` from `image` inside the pod (its network namespace and /workspace).
+    pub fn start(&mut self, name: &str, image: &str, rest: &[&str]) {
+        self.start_in_background(name, image, rest)
+            .join()
+            .expect_ok();
+    }
+
+    /// As `start`, without waiting for `docker run -d` to return: containers of a pod start
+    /// at once. Join the handle for its result.
+    pub fn start_in_background<S: AsRef<str>>(
+        &self,
+        name: &str,
+        image: &str,
+        rest: &[S],
+    ) -> Starting {
+        let mut args = vec!["--network", &self.net, "-v", &self.ws, image];
+        args.extend(rest.iter().map(AsRef::as_ref));
+        start_in_background(name, &args)
+    }
+
+    /// The volume's folder on this machine (what the containers see as /workspace).
+    pub fn volume_dir(&self) -> PathBuf {
+        PathBuf::from(docker_ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Mountpoint}}",
+            &self.volume,
+        ]))
+    }
+
+    /// The init container: the podvisor image copies itself to /workspace/bin.
+    pub fn install_podvisor(&mut self) {
+        let init = self.container("init");
+        let image = self.image.clone();
+        self.start(&init, &image, &["--install-to", "/workspace/bin"]);
+        let code = wait_exit(&init, Duration::from_secs(60));
+        assert_eq!(code, 0, "{}", logs(&init));
+    }
+}
+
+/// A `docker run -d` under way.
+pub struct Starting(std::thread::JoinHandle<Done>);
+
+impl Starting {
+    /// Its result, once `docker run -d` has returned.
+    pub fn join(self) -> Done {
+        self.0
+            .join()
+            .unwrap_or_else(|_| panic!("a docker run thread panicked"))
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+/// `docker run -d --name NAME ARGS...` (labelled) on a thread of its own.
+pub fn start_in_background<S: AsRef<str>>(name: &str, args: &[S]) -> Starting {
+    let mut all: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
+    all.extend(label_args());
+    all.extend(args.iter().map(|s| s.as_ref().to_string()));
+    Starting(std::thread::spawn(move || {
+        docker(&all, Duration::from_secs(60))
+    }))
 }
 
 /// `docker compose` (v2) when the client has it, else the v1 binary `docker-compose`.
@@ -565,4 +674,56 @@ pub fn still_running(names: &[String]) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// How a container ended, as Docker recorded it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub code: i32,
+    /// `State.FinishedAt`, ns since the epoch (Docker takes it from containerd's exit event).
+    pub finished_ns: i128,
+    /// The full container ID.
+    pub id: String,
+}
+
+/// How `name` ended; panics if it still runs.
+pub fn ended(name: &str) -> Ended {
+    let fmt = "{{.State.Running}} {{.State.ExitCode}} {{.State.FinishedAt}} {{.Id}}";
+    let out = docker_ok(&["inspect", "-f", fmt, name]);
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    match fields[..] {
+        ["false", code, at, id] => Ended {
+            code: code.parse().unwrap_or_else(|_| panic!("{name}: {out}")),
+            finished_ns: rfc3339_ns(at).unwrap_or_else(|| panic!("{name}: {out}")),
+            id: id.to_string(),
+        },
+        _ => panic!("container {name} has not ended: {out}"),
+    }
+}
+
+/// This moment in ns since the epoch, to compare with `Ended::finished_ns`.
+pub fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// `2026-12-07T00:40:01.123456789Z` (what Docker writes, always UTC) as ns since the epoch.
+pub fn rfc3339_ns(at: &str) -> Option<i128> {
+    let (date, time) = at.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut hms = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (hms.next()??, hms.next()??, hms.next()??);
+    let ns: i64 = format!("{frac:0<9}").get(..9)?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + min * 60 + s;
+    Some(i128::from(secs) * 1_000_000_000 + i128::from(ns))
 }

@@ -3,6 +3,7 @@
 
 // One helper module per area, so that work on one area does not collide with another.
 pub mod cgroup;
+pub mod chaos;
 pub mod docker;
 pub mod pod;
 pub mod podman;

@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::chaos::first_child;
 use super::{podvisor_bin, poll_until, TempDir};
 
 /// The port nginx listens on inside every pod (each pod has its own network).
@@ -360,22 +361,6 @@ pub fn explain(containers: &[&Container]) -> String {
         .map(|c| c.explain())
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// The first child of `pid`, if it has one (of any of its threads: a child belongs to the
-/// thread that forked it).
-fn first_child(pid: i32) -> Option<i32> {
-    fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-        .find_map(|t| {
-            fs::read_to_string(t.path().join("children"))
-                .ok()?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
 }
 
 fn cmdline(pid: i32) -> String {

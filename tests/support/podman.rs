@@ -601,20 +601,34 @@ impl KubePod {
         }
     }
 
+    /// As `play`, on a thread of its own: join the handle for `podman kube play`'s result.
+    pub fn play_in_background(&self) -> std::thread::JoinHandle<Done> {
+        let args = self.kube_play_args(&[]);
+        setup();
+        std::thread::spawn(move || podman(&args, Duration::from_secs(180)))
+    }
+
     fn kube_play(&self, flags: &[&str]) {
-        let file = self.dir.path().join("pod.json");
-        fs::write(&file, self.pod.to_string())
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let file = file.display().to_string();
-        let mut args = vec!["kube", "play", "--network", "none"];
-        args.extend(flags);
-        args.push(&file);
-        let done = podman(&args, Duration::from_secs(180));
+        let done = podman(self.kube_play_args(flags), Duration::from_secs(180));
         assert!(
             done.ok(),
             "\n{}\n--- the pod ---\n{:#}",
             done.explain(),
             self.pod
         );
+    }
+
+    /// The pod written to a file, and `kube play --network none FLAGS FILE`.
+    fn kube_play_args(&self, flags: &[&str]) -> Vec<String> {
+        let file = self.dir.path().join("pod.json");
+        fs::write(&file, self.pod.to_string())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut args: Vec<String> = ["kube", "play", "--network", "none"]
+            .iter()
+            .chain(flags)
+            .map(|s| s.to_string())
+            .collect();
+        args.push(file.display().to_string());
+        args
     }
 }
