@@ -9,7 +9,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +53,30 @@ impl Rotating {
             written: 0,
             at_line_start: true,
         })
+    }
+
+    /// The bound: PATH and PATH.1 together hold at most this.
+    pub fn bound(&self) -> u64 {
+        self.half * 2
+    }
+
+    /// The most PATH holds before it rotates.
+    pub fn half(&self) -> u64 {
+        self.half
+    }
+
+    /// Empties the copy (PATH.1 removed, PATH truncated): what comes next replaces all of it.
+    /// Readers that follow PATH see a truncation.
+    pub fn restart(&mut self) -> io::Result<()> {
+        match std::fs::remove_file(&self.older) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.written = 0;
+        self.at_line_start = true;
+        Ok(())
     }
 
     /// Writes all of `buf` (rotating first when it would not fit). On an error the bytes that
