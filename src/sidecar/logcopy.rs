@@ -69,8 +69,10 @@ impl Chunk {
 #[derive(Default)]
 struct Queue {
     chunks: VecDeque<Chunk>,
-    /// Bytes in `chunks`.
+    /// Bytes in `chunks`, less `front_cut`.
     bytes: usize,
+    /// The oldest bytes of the first chunk, skipped (see `skipped`).
+    front_cut: usize,
     /// Bytes taken off the head of the queue unwritten, since more was queued than it holds;
     /// not yet reported in the copy. They all come right after what the writer took last.
     skipped: u64,
@@ -148,12 +150,22 @@ impl Sink {
             q.skipped += cut as u64;
         }
         while q.bytes + chunk.len() > self.cap {
-            let Some(old) = q.chunks.pop_front() else {
+            let over = q.bytes + chunk.len() - self.cap;
+            let Some(left) = q.chunks.front().map(|c| c.len() - q.front_cut) else {
                 break;
             };
-            q.bytes -= old.len();
-            q.skipped += old.len() as u64;
-            q.recycle(old);
+            // Only as much as the new chunk needs: the rest of the oldest chunk stays.
+            let cut = left.min(over);
+            q.bytes -= cut;
+            q.skipped += cut as u64;
+            if cut == left {
+                q.front_cut = 0;
+                if let Some(old) = q.chunks.pop_front() {
+                    q.recycle(old);
+                }
+            } else {
+                q.front_cut += cut;
+            }
         }
         q.bytes += chunk.len();
         q.chunks.push_back(chunk);
@@ -487,9 +499,10 @@ fn copy_some(stream: &mut Stream, buf: &mut [u8], limit: usize, sink: &Sink) -> 
         // Only for bulk: tee(2) moves whole pipe buffers, and a small one (a line) would take a
         // page slot of the destination that plain writes share; 16 lines would fill a 64 KiB
         // pipe.
-        let bulk = stream.tee && available(fd) >= TEE_MIN;
+        let avail = if stream.tee { available(fd) } else { 0 };
+        let bulk = avail >= TEE_MIN;
         let teed = match if bulk {
-            tee(fd, *dest, buf.len())
+            tee(fd, *dest, avail.min(buf.len()))
         } else {
             Tee::Unsupported
         } {
@@ -526,6 +539,10 @@ fn copy_some(stream: &mut Stream, buf: &mut [u8], limit: usize, sink: &Sink) -> 
             }
             sink.push(Chunk::Output(chunk));
             done += n;
+            if n >= avail {
+                // All that was there: poll says when more comes (no read for EAGAIN).
+                return true;
+            }
             continue;
         }
         match nix::unistd::read(fd, buf) {
@@ -539,6 +556,10 @@ fn copy_some(stream: &mut Stream, buf: &mut [u8], limit: usize, sink: &Sink) -> 
                     // write once the pipe is closed.
                     tracing::debug!("passthrough to fd {dest} failed ({e}): closing it");
                     return false;
+                }
+                if n < buf.len() {
+                    // A pipe gives all it holds: it is empty now.
+                    return true;
                 }
             }
             Err(Errno::EINTR) => {}
@@ -696,16 +717,21 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
                 q = sink.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
             }
             q.idle = false;
-            let chunks = std::mem::take(&mut q.chunks);
+            let mut chunks = std::mem::take(&mut q.chunks);
             q.bytes = 0;
+            let cut = std::mem::take(&mut q.front_cut);
+            if let Some(Chunk::Output(b) | Chunk::Own(b)) = chunks.front_mut() {
+                b.drain(..cut);
+            }
             (chunks, std::mem::take(&mut q.skipped), q.closed)
         };
         let queued: u64 = chunks.iter().map(|c| c.len() as u64).sum();
         if skipped > 0 && skipped + queued >= keep {
             // More arrived at once than the copy keeps: written in full, it would have
             // rotated out everything the copy holds, and the skipped bytes with it. The copy
-            // starts over: the line that says so, then the newest half of the bound.
-            skipped += keep_newest(&mut chunks, file.half().saturating_sub(NOTE_MAX), &mut used);
+            // starts over: the line that says so, then the newest output, as much as the bound
+            // holds (PATH.1 starts with the line, PATH has the rest).
+            skipped += keep_newest(&mut chunks, keep.saturating_sub(NOTE_MAX), &mut used);
             // On failure the copy goes on where it was: only bigger than needed.
             let _ = file.restart();
             let _ = file.write_line(&format!(

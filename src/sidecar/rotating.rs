@@ -1,6 +1,7 @@
 //! The bounded file behind `--log-to PATH`: two files, PATH (newest) and PATH.1 (the half
-//! before it), each at most half of `--log-size`. When PATH would grow past its half it is
-//! renamed to PATH.1 (replacing the older one) and a new PATH starts, so the newest output is
+//! before it), each at most half of `--log-size`. When PATH is full at its half it is renamed
+//! to PATH.1 (replacing the older one) and a new PATH starts (a write that does not fit is
+//! split there), so the newest output is
 //! always kept and the pair never holds more than `--log-size`. Readers (`--show-logs`, the log
 //! wait) read PATH.1 then PATH.
 //!
@@ -79,16 +80,29 @@ impl Rotating {
         Ok(())
     }
 
-    /// Writes all of `buf` (rotating first when it would not fit). On an error the bytes that
-    /// did get written are accounted for; the error says how many did not.
+    /// Writes all of `buf`: PATH is filled up to its half, then rotated and the rest goes to
+    /// the new PATH. On an error the bytes that did get written are accounted for; the error
+    /// says how many did not.
     pub fn write(&mut self, mut buf: &[u8]) -> Result<(), (io::Error, usize)> {
         if buf.len() as u64 > self.half {
             // Only the newest half fits anyway.
             buf = &buf[buf.len() - self.half as usize..];
         }
-        if self.written + buf.len() as u64 > self.half {
-            self.rotate().map_err(|e| (e, buf.len()))?;
+        while !buf.is_empty() {
+            if self.written >= self.half {
+                self.rotate().map_err(|e| (e, buf.len()))?;
+            }
+            let room = usize::try_from(self.half - self.written).unwrap_or(usize::MAX);
+            let (now, rest) = buf.split_at(room.min(buf.len()));
+            self.write_here(now)
+                .map_err(|(e, lost)| (e, lost + rest.len()))?;
+            buf = rest;
         }
+        Ok(())
+    }
+
+    /// Writes all of `buf` to PATH as it is.
+    fn write_here(&mut self, mut buf: &[u8]) -> Result<(), (io::Error, usize)> {
         while !buf.is_empty() {
             match self.file.write(buf) {
                 Ok(0) => return Err((io::ErrorKind::WriteZero.into(), buf.len())),
