@@ -14,8 +14,9 @@
 //! can: the queue holds at most what the copy keeps (`--log-size`), and when more arrives the
 //! oldest queued bytes are skipped, never written, since rotation would discard them anyway; the
 //! copy then starts over with a `podvisor:` line saying how much was skipped, and the newest
-//! output. The writer runs at the lowest priority (nice 19), so that on a busy machine it
-//! yields the CPU to the child (and falls behind, and skips) rather than the other way round.
+//! output. From the first flood on, the writer runs at the lowest priority (nice 19), so that
+//! on a busy machine it yields the CPU to the child (and falls behind, and skips) rather than
+//! the other way round; before that, a line reaches the copy as fast as the machine allows.
 //!
 //! Without `--log-to` none of this exists and COMMAND inherits podvisor's descriptors. A stream
 //! that is a terminal stays COMMAND's own (it keeps its terminal: colours, line editing, window
@@ -227,7 +228,6 @@ pub fn start(path: &Path, size: u64) -> io::Result<()> {
     std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || {
-            lower_priority();
             writer(&sink, file, &shown);
             let _ = done.send(());
         })?;
@@ -686,8 +686,13 @@ struct Drops {
     announced: bool,
 }
 
+/// Queued at once, this much output is a flood (a child writing faster than the copy keeps up).
+const FLOOD: u64 = 256 * 1024;
+
 /// The writer's lowest priority, so that a flood's copy takes CPU only when the child does not
-/// want it (setpriority(2) on a thread id sets that thread's nice value, see sched(7)).
+/// want it: it falls behind and skips instead (setpriority(2) on a thread id sets that
+/// thread's nice value, see sched(7)). For good: without CAP_SYS_NICE it cannot be raised
+/// again.
 fn lower_priority() {
     // SAFETY: plain system calls; a failure only leaves the priority as it was.
     unsafe {
@@ -706,6 +711,7 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
     let mut warned = false;
     let mut used: Vec<Chunk> = Vec::new();
     let keep = file.bound();
+    let mut flooded = false;
     loop {
         let (mut chunks, mut skipped, closed) = {
             let mut q = sink.lock();
@@ -726,6 +732,12 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
             (chunks, std::mem::take(&mut q.skipped), q.closed)
         };
         let queued: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        if !flooded && (skipped > 0 || queued >= FLOOD) {
+            // From the first flood on, the child's CPU comes first (see `lower_priority`);
+            // a line-rate child's copy keeps the normal priority and its latency.
+            flooded = true;
+            lower_priority();
+        }
         if skipped > 0 && skipped + queued >= keep {
             // More arrived at once than the copy keeps: written in full, it would have
             // rotated out everything the copy holds, and the skipped bytes with it. The copy

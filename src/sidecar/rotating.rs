@@ -84,9 +84,12 @@ impl Rotating {
     /// the new PATH. On an error the bytes that did get written are accounted for; the error
     /// says how many did not.
     pub fn write(&mut self, mut buf: &[u8]) -> Result<(), (io::Error, usize)> {
-        if buf.len() as u64 > self.half {
-            // Only the newest half fits anyway.
-            buf = &buf[buf.len() - self.half as usize..];
+        let half = usize::try_from(self.half).unwrap_or(usize::MAX);
+        if buf.len() / 3 > half {
+            // Only its newest part can stay: whole halves off its start leave the rest where
+            // it would have been, with 2 or 3 rotations instead of one per half.
+            let halves = (buf.len() - 2 * half) / half;
+            buf = &buf[halves * half..];
         }
         while !buf.is_empty() {
             if self.written >= self.half {
@@ -187,6 +190,16 @@ mod tests {
         assert!(new.len() + old.len() <= 100, "{old:?} {new:?}");
         assert!(new.ends_with("line 29\n"), "{new:?}");
         assert!((old + &new).contains("line 24\nline 25\n"));
+        // A write bigger than the bound: its newest part, contiguous, split where PATH is full.
+        let big: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        r.write(&big).unwrap();
+        let both = [
+            std::fs::read(older(&path)).unwrap(),
+            std::fs::read(&path).unwrap(),
+        ]
+        .concat();
+        assert_eq!(std::fs::read(older(&path)).unwrap().len(), 50);
+        assert!(both.len() <= 100 && big.ends_with(&both), "{both:?}");
         // A second run starts over.
         Rotating::create(&path, 100).unwrap();
         assert!(!older(&path).exists());
