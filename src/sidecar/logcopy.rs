@@ -732,7 +732,8 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
             (chunks, std::mem::take(&mut q.skipped), q.closed)
         };
         let queued: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-        if !flooded && (skipped > 0 || queued >= FLOOD) {
+        let flood = skipped > 0 || queued >= FLOOD;
+        if flood && !flooded {
             // From the first flood on, the child's CPU comes first (see `lower_priority`);
             // a line-rate child's copy keeps the normal priority and its latency.
             flooded = true;
@@ -806,8 +807,21 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
             }
             return;
         }
+        if flood {
+            // While the flood lasts, a batch at most every FLOOD_PAUSE: what comes meanwhile is
+            // mostly skipped, not written (rotation would discard it), and the CPU and memory
+            // bandwidth stay the child's.
+            let q = sink.lock();
+            let _ = sink
+                .ready
+                .wait_timeout_while(q, FLOOD_PAUSE, |q| !q.closed)
+                .map_err(PoisonError::into_inner);
+        }
     }
 }
+
+/// How long the writer waits between batches during a flood.
+const FLOOD_PAUSE: Duration = Duration::from_millis(2);
 
 /// The longest "skipped" line (a 20-digit count).
 const NOTE_MAX: u64 = 128;
