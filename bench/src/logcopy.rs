@@ -134,8 +134,10 @@ fn throughput(ctx: &mut Ctx) -> Result<Section, String> {
             "`dd if=/dev/zero bs=64K` writes {} MiB to its stdout, a pipe the runner drains \
              (as a container runtime does), from spawn to reaped: alone, and under `podvisor \
              --log-to` (default `--log-size` 1 MiB, so the copy rotates every 512 KiB) in a \
-             scratch folder under {}. MiB/s, higher is better. {runs} runs per variant, \
-             alternating.",
+             scratch folder under {}. podvisor grows its stdout pipe to 1 MiB (64 KiB is the \
+             default): `dd alone, its stdout pipe grown` is dd alone with that pipe (the \
+             runner grows it), the like-for-like reference; the budget judges against plain \
+             `dd alone`. MiB/s, higher is better. {runs} runs per variant, alternating.",
             amount(ctx) >> 20,
             ctx.tmp.display()
         ),
