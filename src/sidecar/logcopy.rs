@@ -746,7 +746,11 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
             // holds (PATH.1 starts with the line, PATH has the rest).
             skipped += keep_newest(&mut chunks, keep.saturating_sub(NOTE_MAX), &mut used);
             // On failure the copy goes on where it was: only bigger than needed.
-            let _ = file.restart();
+            if file.restart().is_ok() {
+                // Whatever was missing before is gone from the copy with it.
+                drops.bytes = 0;
+                drops.announced = false;
+            }
             let _ = file.write_line(&format!(
                 "podvisor: {skipped} bytes of output skipped here: more arrived at once than --log-size keeps"
             ));
@@ -756,8 +760,6 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
                 drops.why = "the volume is too slow".into();
             }
             drops.bytes += skipped;
-        } else {
-            skipped = 0;
         }
         for chunk in chunks {
             if drops.bytes > 0 && drops.announced {
