@@ -43,6 +43,26 @@ fn spawn_copying(log: &Path, script: &str, arg: Option<&Path>) -> (std::process:
     cmd.spawn()
 }
 
+/// `seq 1 N` through `cmd --log-to LOG --log-size SIZE`: it exits 0 and every line passed
+/// through.
+fn seq_through(cmd: TestCommand, log: &Path, size: &str, n: u64) -> support::Run {
+    let run = cmd
+        .arg("--log-to")
+        .arg(log)
+        .args(["--log-size", size, "--", "seq", "1", &n.to_string()])
+        .run();
+    run.assert_code(0);
+    let out = run.stdout();
+    assert_eq!(
+        out.lines().count() as u64,
+        n,
+        "passthrough incomplete\n{}",
+        run.explain()
+    );
+    assert!(out.ends_with(&format!("\n{n}\n")), "{}", run.explain());
+    run
+}
+
 /// The N of every `line N` in the copy.
 fn line_numbers(copy: &str) -> Vec<u64> {
     copy.lines()
@@ -124,13 +144,7 @@ fn without_log_to_the_child_keeps_podvisors_descriptors() {
 fn the_copy_is_bounded_and_keeps_the_newest_lines() {
     let dir = TempDir::new("logs-bound");
     let log = dir.path().join("big.log");
-    let run = TestCommand::new()
-        .arg("--log-to")
-        .arg(&log)
-        .args(["--log-size", "64K", "--", "seq", "1", "200000"])
-        .run();
-    run.assert_code(0);
-    assert_eq!(run.stdout().lines().count(), 200000);
+    seq_through(TestCommand::new(), &log, "64K", 200000);
     let total = std::fs::metadata(&log).unwrap().len()
         + std::fs::metadata(dir.path().join("big.log.1"))
             .unwrap()
@@ -150,6 +164,50 @@ fn the_copy_is_bounded_and_keeps_the_newest_lines() {
         "gap in the copy"
     );
     assert_eq!(numbers[last], 200000);
+}
+
+#[test]
+fn a_flood_skips_what_the_copy_cannot_keep_says_so_and_keeps_the_newest() {
+    let dir = TempDir::new("logs-flood");
+    let log = dir.path().join("flood.log");
+    // 15 MB of lines into a 64 KiB copy, podvisor and the child pinned to one CPU: the copy's
+    // writer (nice 19) runs only when the child and the pump leave the CPU, so it falls far
+    // behind and the oldest queued output is skipped rather than written.
+    let run = seq_through(
+        TestCommand::wrapped(&["taskset", "-c", "0"]),
+        &log,
+        "64K",
+        2000000,
+    );
+    let older = std::fs::read(dir.path().join("flood.log.1")).unwrap_or_default();
+    let newer = std::fs::read(&log).unwrap();
+    assert!(
+        older.len() + newer.len() <= 64 * 1024,
+        "the copy is too big"
+    );
+    let copy = copy_of(&log);
+    // The line that says so starts the copy (it is where the copy started over) ...
+    let first = copy.lines().next().unwrap_or_default();
+    let (skipped, why) = first
+        .strip_prefix("podvisor: ")
+        .and_then(|l| l.split_once(" bytes of output skipped here: "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no skip at the start of the copy: {first:?}\n{}",
+                run.explain()
+            )
+        });
+    assert!(skipped.parse::<u64>().unwrap() > 0, "{first}");
+    assert_eq!(why, "more arrived at once than --log-size keeps");
+    // ... and whole, consecutive lines follow it, up to the child's last one and podvisor's end.
+    let numbers: Vec<u64> = copy.lines().skip(1).map_while(|l| l.parse().ok()).collect();
+    assert!(numbers.len() > 1000, "{} lines kept", numbers.len());
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "a gap or a torn line"
+    );
+    assert_eq!(numbers.last(), Some(&2000000));
+    assert!(copy.ends_with("podvisor: child ended (exited with 0)\npodvisor: exit code 0\n"));
 }
 
 #[test]
@@ -234,20 +292,7 @@ fn a_full_volume_drops_from_the_copy_not_from_the_passthrough() {
     let _unmount = Unmount(&mnt);
     let log = mnt.join("full.log");
     // 2 MB of numbered lines: 30 times what the volume holds, though --log-size allows it all.
-    let run = TestCommand::new()
-        .arg("--log-to")
-        .arg(&log)
-        .args(["--log-size", "64MiB", "--", "seq", "1", "300000"])
-        .run();
-    run.assert_code(0);
-    let out = run.stdout();
-    assert_eq!(
-        out.lines().count(),
-        300000,
-        "passthrough incomplete\n{}",
-        run.stderr()
-    );
-    assert!(out.ends_with("\n300000\n"));
+    let run = seq_through(TestCommand::new(), &log, "64MiB", 300000);
     let copy = copy_of(&log);
     assert!(
         copy.contains(

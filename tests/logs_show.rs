@@ -397,6 +397,76 @@ fn tails_are_shown_on_failure_only_unless_always() {
         .assert_stderr_has("==> side");
 }
 
+/// Reads a child's stderr on a thread, line by line.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits for a line of `lines` containing `needle`; panics with everything seen.
+fn line_with(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|l| l.contains(needle)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no line with {needle:?} ({e}):\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn a_log_wait_counts_lines_across_a_truncation_from_outside() {
+    let dir = TempDir::new("logs-truncate-wait");
+    let log = dir.path().join("app.log");
+    // One match, then a long line: what is written after each truncation reaches past the old
+    // length at once, so a follower that only looks at the length never sees the file short.
+    let long = "x".repeat(300);
+    std::fs::write(&log, format!("booting\nready 1\n{long}\n")).unwrap();
+    let (mut step, shown) = TestCommand::new()
+        .arg("--wait-log")
+        .arg(format!("{}#regex=^ready&count=3", log.display()))
+        .args(["--timeout", "60s", "--log-level", "debug", "--", "true"])
+        .spawn();
+    let lines = stderr_lines(&mut step);
+    let mut seen = Vec::new();
+    line_with(&lines, &mut seen, "1 of 3 lines match");
+    // `: > PATH` (logrotate's copytruncate does the same), and new lines right after it.
+    let truncate_and_write = |ready: &str| {
+        let script = ": > \"$0\"; printf '%s\\n%s\\nstarted again\\n' \"$1\" \"$2\" >> \"$0\"";
+        let status = Command::new("sh")
+            .args(["-c", script])
+            .arg(&log)
+            .args([ready, &format!("{long}{long}")])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    truncate_and_write("ready 2");
+    // Counted once, from the new start: not ready yet, and the last line is the new one.
+    line_with(&lines, &mut seen, "2 of 3 lines match");
+    assert!(
+        seen.last()
+            .unwrap()
+            .contains("last line: \"started again\""),
+        "{}",
+        seen.join("\n")
+    );
+    assert!(step.try_wait().unwrap().is_none(), "{shown}");
+    truncate_and_write("ready 3");
+    let status = poll_until(Duration::from_secs(20), "the step", || {
+        step.try_wait().unwrap()
+    });
+    line_with(&lines, &mut seen, "is ready after");
+    assert_eq!(status.code(), Some(0), "{shown}\n{}", seen.join("\n"));
+}
+
 #[test]
 fn a_log_wait_counts_lines_across_the_copys_rotation() {
     let dir = TempDir::new("logs-rotate-wait");

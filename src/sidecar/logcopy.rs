@@ -10,6 +10,14 @@
 //!   full, the copy drops (and says so with a `podvisor:` line in the copy), never the
 //!   passthrough.
 //!
+//! A flood (a child writing faster than the copy is written) costs the child as little as it
+//! can: the queue holds at most what the copy keeps (`--log-size`), and when more arrives the
+//! oldest queued bytes are skipped, never written, since rotation would discard them anyway; the
+//! copy then starts over with a `podvisor:` line saying how much was skipped, and the newest
+//! output. From the first flood on, the writer runs at the lowest priority (nice 19), so that
+//! on a busy machine it yields the CPU to the child (and falls behind, and skips) rather than
+//! the other way round; before that, a line reaches the copy as fast as the machine allows.
+//!
 //! Without `--log-to` none of this exists and COMMAND inherits podvisor's descriptors. A stream
 //! that is a terminal stays COMMAND's own (it keeps its terminal: colours, line editing, window
 //! size); that stream is not copied, and a warning says so.
@@ -31,7 +39,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use super::rotating::Rotating;
 use crate::config::size;
 
-/// The most the copy's queue holds; beyond it, output is dropped from the copy.
+/// The most the copy's queue holds (or `--log-size`, when smaller); beyond it, the oldest queued
+/// output is skipped.
 const QUEUE_BOUND: usize = 4 << 20;
 /// One read from a pipe.
 const CHUNK: usize = 256 * 1024;
@@ -61,12 +70,18 @@ impl Chunk {
 #[derive(Default)]
 struct Queue {
     chunks: VecDeque<Chunk>,
-    /// Bytes in `chunks`.
+    /// Bytes in `chunks`, less `front_cut`.
     bytes: usize,
-    /// Bytes dropped because the queue was full, not yet reported in the copy.
-    dropped: u64,
+    /// The oldest bytes of the first chunk, skipped (see `skipped`).
+    front_cut: usize,
+    /// Bytes taken off the head of the queue unwritten, since more was queued than it holds;
+    /// not yet reported in the copy. They all come right after what the writer took last.
+    skipped: u64,
     /// No more chunks will come.
     closed: bool,
+    /// The writer waits for chunks: a push must wake it (a wake-up per chunk while it is busy
+    /// writing would be a system call per chunk for nothing).
+    idle: bool,
     /// Buffers the writer is done with, for the next chunks: fresh ones of this size are
     /// mmap'ed and page-faulted by the allocator every time (a third of the pump's time).
     free: Vec<Vec<u8>>,
@@ -75,10 +90,30 @@ struct Queue {
 /// The most buffers kept for reuse.
 const FREE_MAX: usize = 32;
 
+impl Queue {
+    /// A buffer for `len` bytes, recycled when one is free.
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = self.free.pop().unwrap_or_default();
+        buf.clear();
+        buf.reserve(len);
+        buf
+    }
+
+    fn recycle(&mut self, chunk: Chunk) {
+        if let Chunk::Output(buf) = chunk {
+            if self.free.len() < FREE_MAX {
+                self.free.push(buf);
+            }
+        }
+    }
+}
+
 /// The copy: its queue and the writer's wake-up.
 struct Sink {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// The most the queue holds: `QUEUE_BOUND`, or `--log-size` when smaller.
+    cap: usize,
 }
 
 impl Sink {
@@ -86,40 +121,60 @@ impl Sink {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a copy of COMMAND's `output` (in a recycled buffer), or counts it as dropped
-    /// when the queue is full. Never blocks on the volume.
-    fn push_output(&self, output: &[u8]) {
-        let mut q = self.lock();
-        if q.closed {
-            return;
-        }
-        if q.bytes + output.len() > QUEUE_BOUND {
-            q.dropped += output.len() as u64;
-            return;
-        }
-        let mut buf = q.free.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(output);
-        q.bytes += buf.len();
-        q.chunks.push_back(Chunk::Output(buf));
-        drop(q);
-        self.ready.notify_one();
+    /// A buffer for a chunk of `len` bytes of COMMAND's output (see `push`).
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        self.lock().buffer(len)
     }
 
-    /// Queues `chunk`, or counts it as dropped when the queue is full. Never blocks on the volume.
-    fn push(&self, chunk: Chunk) {
+    /// Queues a copy of COMMAND's `output` (in a recycled buffer). Never blocks on the volume.
+    fn push_output(&self, output: &[u8]) {
+        let mut buf = self.buffer(output.len());
+        buf.extend_from_slice(output);
+        self.push(Chunk::Output(buf));
+    }
+
+    /// Queues `chunk`; when the queue would hold more than `cap`, the oldest queued bytes are
+    /// skipped (counted, never written). Never blocks on the volume.
+    fn push(&self, mut chunk: Chunk) {
         let mut q = self.lock();
         if q.closed {
             return;
         }
-        if q.bytes + chunk.len() > QUEUE_BOUND {
-            q.dropped += chunk.len() as u64;
-            return;
+        if chunk.len() > self.cap {
+            // Only its newest part can stay.
+            let cut = chunk.len() - self.cap;
+            match &mut chunk {
+                Chunk::Output(b) | Chunk::Own(b) => {
+                    b.drain(..cut);
+                }
+            }
+            q.skipped += cut as u64;
+        }
+        while q.bytes + chunk.len() > self.cap {
+            let over = q.bytes + chunk.len() - self.cap;
+            let Some(left) = q.chunks.front().map(|c| c.len() - q.front_cut) else {
+                break;
+            };
+            // Only as much as the new chunk needs: the rest of the oldest chunk stays.
+            let cut = left.min(over);
+            q.bytes -= cut;
+            q.skipped += cut as u64;
+            if cut == left {
+                q.front_cut = 0;
+                if let Some(old) = q.chunks.pop_front() {
+                    q.recycle(old);
+                }
+            } else {
+                q.front_cut += cut;
+            }
         }
         q.bytes += chunk.len();
         q.chunks.push_back(chunk);
+        let wake = q.idle;
         drop(q);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -163,6 +218,7 @@ pub fn start(path: &Path, size: u64) -> io::Result<()> {
     let sink = Arc::new(Sink {
         queue: Mutex::new(Queue::default()),
         ready: Condvar::new(),
+        cap: usize::try_from(size).unwrap_or(usize::MAX).min(QUEUE_BOUND),
     });
     if SINK.set(sink.clone()).is_err() {
         return Err(io::Error::other("the copy was already started"));
@@ -260,6 +316,9 @@ pub fn capture(cmd: &mut Command) -> Option<Capture> {
         }
         let tee = nix::sys::stat::fstat(ours)
             .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO);
+        if tee {
+            grow_pipe(ours);
+        }
         streams.push(Stream {
             read,
             dest: fd,
@@ -440,9 +499,10 @@ fn copy_some(stream: &mut Stream, buf: &mut [u8], limit: usize, sink: &Sink) -> 
         // Only for bulk: tee(2) moves whole pipe buffers, and a small one (a line) would take a
         // page slot of the destination that plain writes share; 16 lines would fill a 64 KiB
         // pipe.
-        let bulk = stream.tee && available(fd) >= TEE_MIN;
+        let avail = if stream.tee { available(fd) } else { 0 };
+        let bulk = avail >= TEE_MIN;
         let teed = match if bulk {
-            tee(fd, *dest, buf.len())
+            tee(fd, *dest, avail.min(buf.len()))
         } else {
             Tee::Unsupported
         } {
@@ -459,18 +519,30 @@ fn copy_some(stream: &mut Stream, buf: &mut [u8], limit: usize, sink: &Sink) -> 
             }
         };
         if let Some(n) = teed {
-            // The bytes are in the pipe (tee saw them); only this thread reads it.
-            let mut got = 0;
-            while got < n {
-                match nix::unistd::read(fd, &mut buf[got..n]) {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(Errno::EINTR) => {}
-                    Err(_) => break,
+            // The bytes are in the pipe (tee saw them); only this thread reads it, straight
+            // into the chunk that is queued.
+            let mut chunk = sink.buffer(n);
+            while chunk.len() < n {
+                let left = n - chunk.len();
+                let spare = chunk.spare_capacity_mut();
+                let want = spare.len().min(left);
+                // SAFETY: read(2) writes at most `want` bytes into the spare capacity, and
+                // exactly the `k` it returns are then counted as initialised.
+                let k = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+                match k {
+                    0 => break,
+                    // SAFETY: see above; 0 < k <= want.
+                    k if k > 0 => unsafe { chunk.set_len(chunk.len() + k as usize) },
+                    _ if Errno::last() == Errno::EINTR => {}
+                    _ => break,
                 }
             }
-            sink.push_output(&buf[..got]);
+            sink.push(Chunk::Output(chunk));
             done += n;
+            if n >= avail {
+                // All that was there: poll says when more comes (no read for EAGAIN).
+                return true;
+            }
             continue;
         }
         match nix::unistd::read(fd, buf) {
@@ -485,6 +557,10 @@ fn copy_some(stream: &mut Stream, buf: &mut [u8], limit: usize, sink: &Sink) -> 
                     tracing::debug!("passthrough to fd {dest} failed ({e}): closing it");
                     return false;
                 }
+                if n < buf.len() {
+                    // A pipe gives all it holds: it is empty now.
+                    return true;
+                }
             }
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => return true,
@@ -496,6 +572,20 @@ fn copy_some(stream: &mut Stream, buf: &mut [u8], limit: usize, sink: &Sink) -> 
     }
     true
 }
+
+/// Makes podvisor's stdout or stderr pipe (the container runtime's) hold `PASS_PIPE` bytes when
+/// it holds less: the passthrough then moves a flood in a few tee(2) calls and wake-ups per
+/// MiB instead of one per 64 KiB (the default size), for podvisor and for the reader alike.
+/// Only grown, never shrunk; refused above /proc/sys/fs/pipe-max-size, which is fine.
+fn grow_pipe(fd: BorrowedFd) {
+    let size = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap_or(0);
+    if (size as usize) < PASS_PIPE {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PASS_PIPE as _));
+    }
+}
+
+/// What podvisor's stdout or stderr pipe is grown to (see `grow_pipe`).
+const PASS_PIPE: usize = 1 << 20;
 
 /// The least in COMMAND's pipe for tee(2) to be used.
 const TEE_MIN: usize = 32 * 1024;
@@ -596,6 +686,21 @@ struct Drops {
     announced: bool,
 }
 
+/// Queued at once, this much output is a flood (a child writing faster than the copy keeps up).
+const FLOOD: u64 = 256 * 1024;
+
+/// The writer's lowest priority, so that a flood's copy takes CPU only when the child does not
+/// want it: it falls behind and skips instead (setpriority(2) on a thread id sets that
+/// thread's nice value, see sched(7)). For good: without CAP_SYS_NICE it cannot be raised
+/// again.
+fn lower_priority() {
+    // SAFETY: plain system calls; a failure only leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+}
+
 /// The writer: queue -> PATH, reporting drops in the copy.
 fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
     let mut drops = Drops {
@@ -604,27 +709,57 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
         announced: false,
     };
     let mut warned = false;
-    let mut used: Vec<Vec<u8>> = Vec::new();
+    let mut used: Vec<Chunk> = Vec::new();
+    let keep = file.bound();
+    let mut flooded = false;
     loop {
-        let (chunks, dropped, closed) = {
+        let (mut chunks, mut skipped, closed) = {
             let mut q = sink.lock();
-            for buf in used.drain(..) {
-                if q.free.len() < FREE_MAX {
-                    q.free.push(buf);
-                }
+            for chunk in used.drain(..) {
+                q.recycle(chunk);
             }
-            while q.chunks.is_empty() && !q.closed && q.dropped == 0 {
+            while q.chunks.is_empty() && !q.closed && q.skipped == 0 {
+                q.idle = true;
                 q = sink.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
             }
-            let chunks = std::mem::take(&mut q.chunks);
+            q.idle = false;
+            let mut chunks = std::mem::take(&mut q.chunks);
             q.bytes = 0;
-            (chunks, std::mem::take(&mut q.dropped), q.closed)
+            let cut = std::mem::take(&mut q.front_cut);
+            if let Some(Chunk::Output(b) | Chunk::Own(b)) = chunks.front_mut() {
+                b.drain(..cut);
+            }
+            (chunks, std::mem::take(&mut q.skipped), q.closed)
         };
-        if dropped > 0 {
+        let queued: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        let flood = skipped > 0 || queued >= FLOOD;
+        if flood && !flooded {
+            // From the first flood on, the child's CPU comes first (see `lower_priority`);
+            // a line-rate child's copy keeps the normal priority and its latency.
+            flooded = true;
+            lower_priority();
+        }
+        if skipped > 0 && skipped + queued >= keep {
+            // More arrived at once than the copy keeps: written in full, it would have
+            // rotated out everything the copy holds, and the skipped bytes with it. The copy
+            // starts over: the line that says so, then the newest output, as much as the bound
+            // holds (PATH.1 starts with the line, PATH has the rest).
+            skipped += keep_newest(&mut chunks, keep.saturating_sub(NOTE_MAX), &mut used);
+            // On failure the copy goes on where it was: only bigger than needed.
+            if file.restart().is_ok() {
+                // Whatever was missing before is gone from the copy with it.
+                drops.bytes = 0;
+                drops.announced = false;
+            }
+            let _ = file.write_line(&format!(
+                "podvisor: {skipped} bytes of output skipped here: more arrived at once than --log-size keeps"
+            ));
+        } else if skipped > 0 {
+            // A queue of QUEUE_BOUND below a larger --log-size: the volume cannot keep up.
             if drops.bytes == 0 {
                 drops.why = "the volume is too slow".into();
             }
-            drops.bytes += dropped;
+            drops.bytes += skipped;
         }
         for chunk in chunks {
             if drops.bytes > 0 && drops.announced {
@@ -642,9 +777,7 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
                 Chunk::Output(b) => file.write(b),
                 Chunk::Own(b) => file.write_line(String::from_utf8_lossy(b).trim_end_matches('\n')),
             };
-            if let Chunk::Output(buf) = chunk {
-                used.push(buf);
-            }
+            used.push(chunk);
             if let Err((e, lost)) = result {
                 drops.bytes += lost as u64;
                 drops.why = e.to_string();
@@ -661,7 +794,7 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
                 }
             }
         }
-        if drops.bytes > 0 && !drops.announced && dropped > 0 {
+        if drops.bytes > 0 && !drops.announced && skipped > 0 {
             drops.announced = announce(&mut file, &io::Error::other(drops.why.clone()));
         }
         if closed {
@@ -676,7 +809,57 @@ fn writer(sink: &Sink, mut file: Rotating, path: &Path) {
             }
             return;
         }
+        if flood {
+            // While the flood lasts, a batch at most every FLOOD_PAUSE: what comes meanwhile is
+            // mostly skipped, not written (rotation would discard it), and the CPU and memory
+            // bandwidth stay the child's.
+            let q = sink.lock();
+            let _ = sink
+                .ready
+                .wait_timeout_while(q, FLOOD_PAUSE, |q| !q.closed)
+                .map_err(PoisonError::into_inner);
+        }
     }
+}
+
+/// How long the writer waits between batches during a flood.
+const FLOOD_PAUSE: Duration = Duration::from_millis(2);
+
+/// The longest "skipped" line (a 20-digit count).
+const NOTE_MAX: u64 = 128;
+
+/// Takes the oldest chunks (and the oldest part of one) off `chunks` so that at most `room`
+/// bytes are left, starting at a line's start when one starts near the cut; returns the bytes
+/// taken. Whole chunks taken go to `used` for reuse.
+fn keep_newest(chunks: &mut VecDeque<Chunk>, room: u64, used: &mut Vec<Chunk>) -> u64 {
+    let mut total: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    let mut taken = 0;
+    while total > room {
+        let Some(front) = chunks.front_mut() else {
+            break;
+        };
+        let over = (total - room) as usize;
+        if front.len() <= over {
+            total -= front.len() as u64;
+            taken += front.len() as u64;
+            if let Some(c) = chunks.pop_front() {
+                used.push(c);
+            }
+            continue;
+        }
+        let (Chunk::Output(b) | Chunk::Own(b)) = front;
+        // A torn first line helps no reader: up to the next line within a page.
+        let line = b[over..]
+            .iter()
+            .take(4096)
+            .position(|&c| c == b'\n')
+            .map_or(0, |i| i + 1);
+        let cut = (over + line).min(b.len());
+        b.drain(..cut);
+        taken += cut as u64;
+        total -= cut as u64;
+    }
+    taken
 }
 
 /// Writes the "dropping" line, making room for it on a full volume; whether it made it.

@@ -1,6 +1,7 @@
 //! The bounded file behind `--log-to PATH`: two files, PATH (newest) and PATH.1 (the half
-//! before it), each at most half of `--log-size`. When PATH would grow past its half it is
-//! renamed to PATH.1 (replacing the older one) and a new PATH starts, so the newest output is
+//! before it), each at most half of `--log-size`. When PATH is full at its half it is renamed
+//! to PATH.1 (replacing the older one) and a new PATH starts (a write that does not fit is
+//! split there), so the newest output is
 //! always kept and the pair never holds more than `--log-size`. Readers (`--show-logs`, the log
 //! wait) read PATH.1 then PATH.
 //!
@@ -9,7 +10,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -55,16 +56,56 @@ impl Rotating {
         })
     }
 
-    /// Writes all of `buf` (rotating first when it would not fit). On an error the bytes that
-    /// did get written are accounted for; the error says how many did not.
+    /// The bound: PATH and PATH.1 together hold at most this.
+    pub fn bound(&self) -> u64 {
+        self.half * 2
+    }
+
+    /// The most PATH holds before it rotates.
+    pub fn half(&self) -> u64 {
+        self.half
+    }
+
+    /// Empties the copy (PATH.1 removed, PATH truncated): what comes next replaces all of it.
+    /// Readers that follow PATH see a truncation.
+    pub fn restart(&mut self) -> io::Result<()> {
+        match std::fs::remove_file(&self.older) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.written = 0;
+        self.at_line_start = true;
+        Ok(())
+    }
+
+    /// Writes all of `buf`: PATH is filled up to its half, then rotated and the rest goes to
+    /// the new PATH. On an error the bytes that did get written are accounted for; the error
+    /// says how many did not.
     pub fn write(&mut self, mut buf: &[u8]) -> Result<(), (io::Error, usize)> {
-        if buf.len() as u64 > self.half {
-            // Only the newest half fits anyway.
-            buf = &buf[buf.len() - self.half as usize..];
+        let half = usize::try_from(self.half).unwrap_or(usize::MAX);
+        if buf.len() / 3 > half {
+            // Only its newest part can stay: whole halves off its start leave the rest where
+            // it would have been, with 2 or 3 rotations instead of one per half.
+            let halves = (buf.len() - 2 * half) / half;
+            buf = &buf[halves * half..];
         }
-        if self.written + buf.len() as u64 > self.half {
-            self.rotate().map_err(|e| (e, buf.len()))?;
+        while !buf.is_empty() {
+            if self.written >= self.half {
+                self.rotate().map_err(|e| (e, buf.len()))?;
+            }
+            let room = usize::try_from(self.half - self.written).unwrap_or(usize::MAX);
+            let (now, rest) = buf.split_at(room.min(buf.len()));
+            self.write_here(now)
+                .map_err(|(e, lost)| (e, lost + rest.len()))?;
+            buf = rest;
         }
+        Ok(())
+    }
+
+    /// Writes all of `buf` to PATH as it is.
+    fn write_here(&mut self, mut buf: &[u8]) -> Result<(), (io::Error, usize)> {
         while !buf.is_empty() {
             match self.file.write(buf) {
                 Ok(0) => return Err((io::ErrorKind::WriteZero.into(), buf.len())),
@@ -149,6 +190,16 @@ mod tests {
         assert!(new.len() + old.len() <= 100, "{old:?} {new:?}");
         assert!(new.ends_with("line 29\n"), "{new:?}");
         assert!((old + &new).contains("line 24\nline 25\n"));
+        // A write bigger than the bound: its newest part, contiguous, split where PATH is full.
+        let big: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        r.write(&big).unwrap();
+        let both = [
+            std::fs::read(older(&path)).unwrap(),
+            std::fs::read(&path).unwrap(),
+        ]
+        .concat();
+        assert_eq!(std::fs::read(older(&path)).unwrap().len(), 50);
+        assert!(both.len() <= 100 && big.ends_with(&both), "{both:?}");
         // A second run starts over.
         Rotating::create(&path, 100).unwrap();
         assert!(!older(&path).exists());

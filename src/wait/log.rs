@@ -4,13 +4,15 @@
 //! once. The `--log-to` copy rotates (PATH moves to PATH.1, a new PATH starts) and a sidecar may
 //! truncate its log: a new inode at PATH means the old one is read to its end through the open
 //! descriptor first, then the new one from its start; a file shorter than what was read means it
-//! was truncated, and it is read again from its start. Lines already in PATH.1 at the first
+//! was truncated, and it is read again from its start; so is a file whose first bytes, or the
+//! last bytes read, are no longer what they were (truncated from outside, `: > PATH`, and
+//! written again past the old length before this check saw it short). Lines already in PATH.1 at the first
 //! check count too. Every change in the folder (inotify, `IN_MODIFY` included) triggers a check;
 //! the policy's regular attempts are the fallback where inotify is unavailable.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::Duration;
 
 use regex_lite::Regex;
@@ -28,8 +30,8 @@ pub struct Follower {
     spec: Log,
     /// The compiled pattern.
     regex: Regex,
-    /// The file read so far, its inode and how far it was read.
-    open: Option<(File, u64, u64)>,
+    /// The file read so far.
+    open: Option<Current>,
     /// Whether PATH.1 was read (once, at the first check).
     started: bool,
     /// The start of a line whose end has not been written yet.
@@ -40,6 +42,58 @@ pub struct Follower {
     last_line: Option<String>,
     /// Folder events (modify, create, move) that trigger a check.
     watcher: Watcher,
+}
+
+/// The file at PATH as far as it was read.
+struct Current {
+    file: File,
+    /// Its inode: another one at PATH means it was rotated or replaced.
+    ino: u64,
+    /// Bytes read.
+    offset: u64,
+    /// Its first bytes (up to `PRINT`).
+    head: Vec<u8>,
+    /// The last bytes read (up to `PRINT`), ending at `offset`.
+    tail: Vec<u8>,
+}
+
+/// How many of the first and of the last bytes read are kept to tell a rewrite.
+const PRINT: usize = 64;
+
+impl Current {
+    fn new(file: File, ino: u64) -> Self {
+        Self {
+            file,
+            ino,
+            offset: 0,
+            head: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
+
+    /// Whether the bytes read are no longer there: the file was truncated and written again
+    /// (a truncation the checks never saw short, since the new content already reaches past
+    /// `offset`). The same bytes written again cannot be told apart, and need not be.
+    fn rewritten(&self) -> bool {
+        let differs = |at: u64, seen: &[u8]| {
+            let mut now = vec![0u8; seen.len()];
+            self.file.read_exact_at(&mut now, at).is_err() || now != seen
+        };
+        differs(0, &self.head) || differs(self.offset - self.tail.len() as u64, &self.tail)
+    }
+
+    /// Notes `bytes`, just read at `offset`.
+    fn saw(&mut self, bytes: &[u8]) {
+        if self.head.len() < PRINT && self.offset == self.head.len() as u64 {
+            let n = (PRINT - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..n]);
+        }
+        self.offset += bytes.len() as u64;
+        let keep = bytes.len().min(PRINT);
+        self.tail.extend_from_slice(&bytes[bytes.len() - keep..]);
+        let extra = self.tail.len().saturating_sub(PRINT);
+        self.tail.drain(..extra);
+    }
 }
 
 impl Follower {
@@ -110,15 +164,15 @@ impl Follower {
             .as_ref()
             .and_then(|f| f.metadata().ok())
             .map(|m| (m.ino(), m.len()));
-        match (&mut self.open, ino) {
-            (Some((_, old_ino, _)), Some((new_ino, _))) if *old_ino != new_ino => {
+        match (&self.open, ino) {
+            (Some(cur), Some((new_ino, _))) if cur.ino != new_ino => {
                 // Rotated (or replaced): the rest of the old file first, then the new one.
-                if let Some((mut f, _, _)) = self.open.take() {
-                    self.read_to_end(&mut f);
+                if let Some(mut old) = self.open.take() {
+                    self.read_to_end(&mut old.file);
                     self.end_line();
                 }
             }
-            (Some((_, _, offset)), Some((_, len))) if len < *offset => {
+            (Some(cur), Some((_, len))) if len < cur.offset || cur.rewritten() => {
                 // Truncated: it starts over.
                 self.open = None;
                 self.partial.clear();
@@ -129,22 +183,30 @@ impl Follower {
         }
         if self.open.is_none() {
             if let (Some(f), Some((ino, _))) = (current, ino) {
-                self.open = Some((f, ino, 0));
+                self.open = Some(Current::new(f, ino));
             }
         }
-        if let Some((f, ino, offset)) = self.open.take() {
-            let mut f = f;
-            let read = self.read_rest(&mut f, offset);
-            self.open = Some((f, ino, offset + read));
+        if let Some(mut cur) = self.open.take() {
+            self.read_current(&mut cur);
+            self.open = Some(cur);
         }
     }
 
-    /// Reads `f` from `offset` to its end; returns the bytes read.
-    fn read_rest(&mut self, f: &mut File, offset: u64) -> u64 {
-        if f.seek(SeekFrom::Start(offset)).is_err() {
-            return 0;
+    /// Reads the current file from where it was left to its end.
+    fn read_current(&mut self, cur: &mut Current) {
+        if cur.file.seek(SeekFrom::Start(cur.offset)).is_err() {
+            return;
         }
-        self.read_to_end(f)
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match cur.file.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    cur.saw(&buf[..n]);
+                    self.feed(&buf[..n]);
+                }
+            }
+        }
     }
 
     fn read_to_end(&mut self, f: &mut File) -> u64 {
@@ -247,6 +309,17 @@ mod tests {
         assert!(follower.check().is_err());
         let mut g = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         writeln!(g, "ready 3").unwrap();
+        assert_eq!(follower.check(), Ok(()));
+        // Truncated and written past the old length before a check saw it short (`: > PATH`
+        // and a quick writer): the bytes read are gone, so it starts over all the same.
+        std::fs::remove_file(dir.join("s.log.1")).unwrap();
+        let mut follower = Follower::new(&spec(&format!(
+            "log://{}#regex=^ready&count=2",
+            path.display()
+        )));
+        assert!(follower.check().is_err());
+        let mut g = File::create(&path).unwrap();
+        writeln!(g, "ready 4, and a line longer than what was there").unwrap();
         assert_eq!(follower.check(), Ok(()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
