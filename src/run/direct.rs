@@ -1,7 +1,8 @@
 //! The plain init: `podvisor [OPTIONS] -- COMMAND` with nothing to wait for, watch, copy or tell
 //! (no wait target, until-condition, marker, shutdown call or `--log-to`), which is what runs in
-//! front of every step. One thread and no runtime: the main thread reads its signals with
-//! `rt_sigtimedwait`, as tini does, forwards them and reaps. A second thread, the runtime's
+//! front of every step. One thread and no runtime: the main thread reads its signals from a
+//! signalfd, as catatonit does (`rt_sigtimedwait`, as tini does, when no descriptor is left),
+//! forwards them and reaps. A second thread, the runtime's
 //! start-up and the wake-ups between them cost more than the rest of podvisor's start-up
 //! together (bench row 1, docs/benchmarks.md).
 //!
@@ -61,12 +62,18 @@ fn supervise(
     let mut state = State::default();
     fwd.set(child.pid.as_raw(), child.group);
     let set = signals::handled_set();
+    // rt_sigtimedwait when no descriptor is left for a signalfd.
+    let fd = signals::signal_fd(&set).ok();
     let end = loop {
         let timeout = match state.kill_at {
             Some(at) if !state.killed => Some(at.saturating_duration_since(Instant::now())),
             _ => None,
         };
-        match signals::next_signal(&set, timeout) {
+        let next = match &fd {
+            Some(fd) => signals::next_signal_from(fd, timeout),
+            None => signals::next_signal(&set, timeout),
+        };
+        match next {
             Ok(Some(got)) if got.signo == libc::SIGCHLD => {
                 reaper.reap();
                 fwd.forget_reaped(reaper);
