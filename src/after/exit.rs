@@ -15,7 +15,7 @@
 //! | terminating signal N during the wait phase (not a sidecar) | 128+N |
 //!
 //! `--map-exit` applies to COMMAND's own end only ([`Outcome::map_exit`]). No signal kills
-//! podvisor itself (all are read from a signalfd, see run/signals.rs) but KILL, which the
+//! podvisor itself (all are blocked and read, see run/signals.rs) but KILL, which the
 //! shell shows as 137, and a genuine crash of its own.
 
 /// Exit code for a failed wait phase (as `timeout(1)`).
