@@ -63,7 +63,7 @@ fn supervise(
     fwd.set(child.pid.as_raw(), child.group);
     let set = signals::handled_set();
     // rt_sigtimedwait when no descriptor is left for a signalfd.
-    let fd = signals::signal_fd(&set).ok();
+    let mut fd = signals::signal_fd(&set).ok();
     let end = loop {
         let timeout = match state.kill_at {
             Some(at) if !state.killed => Some(at.saturating_duration_since(Instant::now())),
@@ -90,14 +90,17 @@ fn supervise(
                 supervise::grace_expired(&child, config, &mut state)
             }
             Ok(None) => {}
+            Err(e) if fd.is_some() => {
+                tracing::warn!("reading the signalfd failed ({e}): reading signals without it");
+                fd = None;
+            }
             Err(e) => {
                 // Not expected (the set and the timeout are valid): the child must not run
                 // unsupervised, so it goes as podvisor's own error would leave it.
                 tracing::error!("reading signals failed: {e}; killing the child");
                 supervise::send(&child, libc::SIGKILL);
                 state.killed = true;
-                let _ = nix::sys::wait::waitpid(child.pid, None);
-                break ChildEnd::Signaled(libc::SIGKILL);
+                break collect(&mut child, reaper);
             }
         }
     };
@@ -108,6 +111,18 @@ fn supervise(
         cleanup(&child, config, reaper, fwd, state.kill_at);
     }
     state.outcome(end)
+}
+
+/// The child's end once it was sent SIGKILL, with no signal to say so: the reaper (the only
+/// waitpid caller) is asked until it has it, a millisecond apart.
+fn collect(child: &mut Child, reaper: &Reaper) -> ChildEnd {
+    loop {
+        reaper.reap();
+        if let Ok(end) = child.end.try_recv() {
+            return end;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// The step left processes behind: the full path's cleanup, with the pump and a runtime.

@@ -521,10 +521,7 @@ pub(crate) fn next_signal_from(
 ) -> io::Result<Option<Received>> {
     use std::os::fd::AsRawFd;
     if let Some(t) = timeout {
-        let bound = libc::timespec {
-            tv_sec: t.as_secs().min(i32::MAX as u64) as _,
-            tv_nsec: t.subsec_nanos() as _,
-        };
+        let bound = timespec(t);
         let mut pfd = libc::pollfd {
             fd: fd.as_raw_fd(),
             events: libc::POLLIN,
@@ -562,6 +559,15 @@ pub(crate) fn next_signal_from(
     }
 }
 
+/// A relative timeout for the kernel, capped at 68 years (`i32::MAX` seconds): the callers
+/// check their deadline again when it returns.
+fn timespec(t: std::time::Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as _,
+        tv_nsec: t.subsec_nanos() as _,
+    }
+}
+
 /// Every signal podvisor reads, as one set for [`next_signal`].
 pub(crate) fn handled_set() -> libc::sigset_t {
     raw_sigset(handled())
@@ -574,10 +580,7 @@ pub(crate) fn next_signal(
     set: &libc::sigset_t,
     timeout: Option<std::time::Duration>,
 ) -> io::Result<Option<Received>> {
-    let bound = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i32::MAX as u64) as _,
-        tv_nsec: t.subsec_nanos() as _,
-    });
+    let bound = timeout.map(timespec);
     let timeout: *const libc::timespec = match &bound {
         Some(t) => t,
         None => std::ptr::null(),
