@@ -107,7 +107,7 @@ impl Follower {
             partial: Vec::new(),
             matched: 0,
             last_line: None,
-            watcher: Watcher::with_modify(&spec.path),
+            watcher: Watcher::with_modify(&spec.path).retired_late(),
         }
     }
 

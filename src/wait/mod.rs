@@ -275,7 +275,7 @@ async fn run_target(
     progress: Arc<Mutex<Progress>>,
 ) -> End {
     let mut watcher = match &target {
-        Target::File(path) => Some(file::Watcher::new(path)),
+        Target::File(path) => Some(file::Watcher::new(path).retired_late()),
         _ => None,
     };
     let mut follower = match &target {
