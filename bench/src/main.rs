@@ -191,7 +191,7 @@ fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
         )
     } else {
         format!(
-            "full, {} runs per tool and row (10 times as many for row 1)",
+            "full, {} runs per tool and row (10 times as many for rows 1 and 4)",
             ctx.runs
         )
     };
