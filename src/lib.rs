@@ -341,16 +341,12 @@ async fn steps(
         // podvisor's bookkeeping would take it from the rest of the exec (bench row 3: p90
         // 0.83 -> 0.77 ms). Not in the plain init, whose whole run is what counts (row 1:
         // +80 µs to `-- /bin/true` with it).
-        // SAFETY: sched_yield(2) takes nothing and cannot fail on Linux.
-        unsafe { nix::libc::sched_yield() };
+        let _ = nix::sched::sched_yield();
     }
     // Not before: removing a watch wakes a kernel worker (wait/file.rs).
     wait::file::remove_retired();
     let outcome = match spawned {
-        Err(e) => Outcome::SpawnFailed {
-            code: e.code,
-            reason: e.reason,
-        },
+        Err(e) => e.into(),
         Ok(child) => supervise::supervise(child, config, reaper, signals, forwarder, until).await,
     };
     run::oom::unprotect();

@@ -12,7 +12,7 @@ use nix::libc;
 use nix::unistd::{self, Pid};
 use tokio::sync::oneshot;
 
-use crate::after::exit::{ChildEnd, NOT_EXECUTABLE, NOT_FOUND, OWN_ERROR};
+use crate::after::exit::{ChildEnd, Outcome, NOT_EXECUTABLE, NOT_FOUND, OWN_ERROR};
 use crate::run::reaper::Reaper;
 use crate::run::{dispositions, signals, vfork};
 use crate::sidecar::logcopy;
@@ -24,6 +24,15 @@ pub struct SpawnError {
     pub code: u8,
     /// One line for the user.
     pub reason: String,
+}
+
+impl From<SpawnError> for Outcome {
+    fn from(e: SpawnError) -> Self {
+        Outcome::SpawnFailed {
+            code: e.code,
+            reason: e.reason,
+        }
+    }
 }
 
 /// The running step.

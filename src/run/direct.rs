@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use nix::libc;
+use nix::sys::signalfd::SignalFd;
 use tokio::time::Instant;
 
 use crate::after::exit::{ChildEnd, Outcome};
@@ -39,14 +40,16 @@ pub fn suits(config: &Config) -> bool {
 /// Spawns COMMAND and supervises it to its end and its leftovers'.
 pub fn run(config: &Config, forwarder: Arc<Forwarder>) -> Outcome {
     let reaper = Reaper::new();
+    let set = signals::handled_set();
+    // Before the spawn (close-on-exec): podvisor's descriptors, as the step can see them in
+    // /proc, are then the same in every run, not a race with this call. rt_sigtimedwait when
+    // no descriptor is left for a signalfd.
+    let fd = signals::signal_fd(&set).ok();
     // The OOM killer takes the step, not podvisor, while there is a step (oom.rs).
     oom::protect();
     let outcome = match child::spawn(&reaper, &config.command, config.group) {
-        Err(e) => Outcome::SpawnFailed {
-            code: e.code,
-            reason: e.reason,
-        },
-        Ok(child) => supervise(child, config, &reaper, &forwarder),
+        Err(e) => e.into(),
+        Ok(child) => supervise(child, config, &reaper, &forwarder, (&set, fd)),
     };
     oom::unprotect();
     outcome
@@ -57,13 +60,11 @@ fn supervise(
     config: &Config,
     reaper: &Arc<Reaper>,
     fwd: &Arc<Forwarder>,
+    (set, mut fd): (&libc::sigset_t, Option<SignalFd>),
 ) -> Outcome {
     tracing::info!("child started (pid {})", child.pid);
     let mut state = State::default();
     fwd.set(child.pid.as_raw(), child.group);
-    let set = signals::handled_set();
-    // rt_sigtimedwait when no descriptor is left for a signalfd.
-    let mut fd = signals::signal_fd(&set).ok();
     let end = loop {
         let timeout = match state.kill_at {
             Some(at) if !state.killed => Some(at.saturating_duration_since(Instant::now())),
@@ -71,7 +72,7 @@ fn supervise(
         };
         let next = match &fd {
             Some(fd) => signals::next_signal_from(fd, timeout),
-            None => signals::next_signal(&set, timeout),
+            None => signals::next_signal(set, timeout),
         };
         match next {
             Ok(Some(got)) if got.signo == libc::SIGCHLD => {

@@ -10,9 +10,14 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
+use std::os::fd::AsFd;
+
 use nix::errno::Errno;
 use nix::libc;
-use nix::sys::signal::Signal;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
 use tokio::sync::mpsc;
 
 use crate::run::dispositions;
@@ -344,8 +349,7 @@ impl Forwarder {
             // On a busy or single CPU, let the woken child run now rather than after the
             // rest of this wake-up (channel, supervise, the log line): a no-op when its
             // CPU is another one and this one has nothing else to run.
-            // SAFETY: sched_yield(2) takes nothing and cannot fail on Linux.
-            unsafe { libc::sched_yield() };
+            let _ = nix::sched::sched_yield();
         }
         Some(route)
     }
@@ -490,71 +494,47 @@ fn start_thread(body: Box<dyn FnOnce() + Send>) -> io::Result<libc::pthread_t> {
     }
 }
 
-/// A signalfd for `set` (the raw call: the libc wrappers may drop their reserved signals).
-/// Waking a reader of a signalfd is quicker than waking `rt_sigtimedwait` (bench row 4: its
-/// mask is swapped in and out around the sleep), so the plain init reads its signals here
-/// when it can have one.
-pub(crate) fn signal_fd(set: &libc::sigset_t) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: signalfd4(2) with a valid set of 8 bytes; the fd is owned from here on.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_signalfd4,
-            -1,
-            set as *const libc::sigset_t,
-            8usize,
-            libc::SFD_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd that nothing else owns.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+/// A signalfd for `set`. Waking a reader of a signalfd is quicker than waking
+/// `rt_sigtimedwait` (bench row 4: its mask is swapped in and out around the sleep), so the
+/// plain init reads its signals here when it can have one.
+pub(crate) fn signal_fd(set: &libc::sigset_t) -> io::Result<SignalFd> {
+    // SAFETY: `set` was built by sigemptyset and sigaddset (raw_sigset).
+    let mask = unsafe { SigSet::from_sigset_t_unchecked(*set) };
+    Ok(SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?)
 }
 
 /// The next signal from `fd` (see [`signal_fd`]), waiting at most `timeout` (forever when
 /// `None`); `None` when none came.
 pub(crate) fn next_signal_from(
-    fd: &std::os::fd::OwnedFd,
+    fd: &SignalFd,
     timeout: Option<std::time::Duration>,
 ) -> io::Result<Option<Received>> {
-    use std::os::fd::AsRawFd;
     if let Some(t) = timeout {
-        let bound = timespec(t);
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let bound = TimeSpec::from(timespec(t));
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         loop {
-            // SAFETY: one valid pollfd and a timespec on the stack; no signal mask change.
-            let rc = unsafe { libc::ppoll(&mut pfd, 1, &bound, std::ptr::null()) };
-            match rc {
-                0 => return Ok(None),
-                n if n > 0 => break,
-                _ if Errno::last() == Errno::EINTR => continue,
-                _ => return Err(io::Error::last_os_error()),
+            match ppoll(&mut fds, Some(bound), None) {
+                Ok(0) => return Ok(None),
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
     }
     loop {
-        // SAFETY: all-zero is a valid signalfd_siginfo; read(2) fills at most its size.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        // SAFETY: read(2) into a local of `size` bytes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut info).cast(), size) };
-        if n as usize == size {
-            return Ok(Some(Received {
-                signo: info.ssi_signo as i32,
-                sender: info.ssi_pid as i32,
-                code: info.ssi_code,
-                routed: None,
-            }));
-        }
-        match Errno::last() {
-            Errno::EINTR => continue,
-            e => return Err(e.into()),
+        match fd.read_signal() {
+            Ok(Some(info)) => {
+                return Ok(Some(Received {
+                    signo: info.ssi_signo as i32,
+                    sender: info.ssi_pid as i32,
+                    code: info.ssi_code,
+                    routed: None,
+                }))
+            }
+            // Not with a blocking descriptor; as a timeout, the caller waits again.
+            Ok(None) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }

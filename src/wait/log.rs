@@ -49,6 +49,12 @@ struct Current {
     file: File,
     /// Its inode: another one at PATH means it was rotated or replaced.
     ino: u64,
+    seen: Seen,
+}
+
+/// What was read of a file: how far, and enough of it to tell a rewrite.
+#[derive(Default)]
+struct Seen {
     /// Bytes read.
     offset: u64,
     /// Its first bytes (up to `PRINT`).
@@ -65,9 +71,7 @@ impl Current {
         Self {
             file,
             ino,
-            offset: 0,
-            head: Vec::new(),
-            tail: Vec::new(),
+            seen: Seen::default(),
         }
     }
 
@@ -79,9 +83,12 @@ impl Current {
             let mut now = vec![0u8; seen.len()];
             self.file.read_exact_at(&mut now, at).is_err() || now != seen
         };
-        differs(0, &self.head) || differs(self.offset - self.tail.len() as u64, &self.tail)
+        let seen = &self.seen;
+        differs(0, &seen.head) || differs(seen.offset - seen.tail.len() as u64, &seen.tail)
     }
+}
 
+impl Seen {
     /// Notes `bytes`, just read at `offset`.
     fn saw(&mut self, bytes: &[u8]) {
         if self.head.len() < PRINT && self.offset == self.head.len() as u64 {
@@ -155,7 +162,7 @@ impl Follower {
             let mut older = self.spec.path.as_os_str().to_owned();
             older.push(".1");
             if let Ok(mut f) = File::open(&older) {
-                self.read_to_end(&mut f);
+                self.read_to_end(&mut f, |_| {});
                 self.end_line();
             }
         }
@@ -168,11 +175,11 @@ impl Follower {
             (Some(cur), Some((new_ino, _))) if cur.ino != new_ino => {
                 // Rotated (or replaced): the rest of the old file first, then the new one.
                 if let Some(mut old) = self.open.take() {
-                    self.read_to_end(&mut old.file);
+                    self.read_to_end(&mut old.file, |_| {});
                     self.end_line();
                 }
             }
-            (Some(cur), Some((_, len))) if len < cur.offset || cur.rewritten() => {
+            (Some(cur), Some((_, len))) if len < cur.seen.offset || cur.rewritten() => {
                 // Truncated: it starts over.
                 self.open = None;
                 self.partial.clear();
@@ -194,29 +201,21 @@ impl Follower {
 
     /// Reads the current file from where it was left to its end.
     fn read_current(&mut self, cur: &mut Current) {
-        if cur.file.seek(SeekFrom::Start(cur.offset)).is_err() {
+        if cur.file.seek(SeekFrom::Start(cur.seen.offset)).is_err() {
             return;
         }
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match cur.file.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    cur.saw(&buf[..n]);
-                    self.feed(&buf[..n]);
-                }
-            }
-        }
+        let Current { file, seen, .. } = cur;
+        self.read_to_end(file, |bytes| seen.saw(bytes));
     }
 
-    fn read_to_end(&mut self, f: &mut File) -> u64 {
-        let mut total = 0u64;
+    /// Reads `f` from its position to its end, each piece also to `saw`.
+    fn read_to_end(&mut self, f: &mut File, mut saw: impl FnMut(&[u8])) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match f.read(&mut buf) {
-                Ok(0) | Err(_) => return total,
+                Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    total += n as u64;
+                    saw(&buf[..n]);
                     self.feed(&buf[..n]);
                 }
             }
