@@ -63,6 +63,11 @@ fn supervise(
     (set, mut fd): (&libc::sigset_t, Option<SignalFd>),
 ) -> Outcome {
     tracing::info!("child started (pid {})", child.pid);
+    // The first clock read finds clock_gettime in the vDSO and faults in two of its pages
+    // (musl looks it up lazily). Made now, while the child starts, rather than after the
+    // first forwarded stop signal, which starts the grace period: there those faults kept
+    // this CPU busy for microseconds the child's wake-up could need (bench row 4).
+    let _ = Instant::now();
     let mut state = State::default();
     fwd.set(child.pid.as_raw(), child.group);
     let end = loop {
