@@ -4,7 +4,7 @@ use std::net::TcpListener;
 
 use crate::ctx::{CpuMeter, Ctx, Section};
 use crate::proc::{self, Io};
-use crate::stats::{Line, Unit};
+use crate::stats::{Line, Rng, Unit};
 
 /// `TOOL -- CHILD` for every tool (bare: CHILD alone).
 fn variants(ctx: &Ctx, port: u16) -> Vec<(String, Vec<String>)> {
@@ -138,10 +138,12 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let mut time: Vec<Line> = variants.iter().map(|(n, _)| Line::new(n.clone())).collect();
     let mut rss_true = time.clone();
     let mut rss = time.clone();
-    let n = variants.len();
-    for round in 0..runs {
-        for k in 0..n {
-            let i = (round + k) % n;
+    // In a new random order every round, as `alternate` does (and why).
+    let mut rng = Rng::new(proc::now_ns());
+    let mut order: Vec<usize> = (0..variants.len()).collect();
+    for _ in 0..runs {
+        rng.shuffle(&mut order);
+        for &i in &order {
             let prefix = &variants[i].1;
             match once(ctx, prefix, "/bin/true") {
                 Ok((ms, kib)) => {

@@ -125,6 +125,14 @@ impl Rng {
     pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + (self.unit() * (hi - lo) as f64) as u64
     }
+
+    /// Puts `items` in a new random order (Fisher-Yates).
+    pub fn shuffle(&mut self, items: &mut [usize]) {
+        for k in (1..items.len()).rev() {
+            let j = ((self.unit() * (k + 1) as f64) as usize).min(k);
+            items.swap(k, j);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +155,22 @@ mod tests {
         assert_eq!(line(&[3.0, 1.0, 2.0]).median(), Some(2.0));
         assert_eq!(line(&[3.0, 1.0, 2.0]).p90(), Some(3.0));
         assert_eq!(line(&[]).median(), None);
+    }
+
+    #[test]
+    fn shuffle_permutes_and_moves_everyone() {
+        let mut r = Rng::new(7);
+        let mut order: Vec<usize> = (0..7).collect();
+        let mut firsts = [0; 7];
+        for _ in 0..700 {
+            r.shuffle(&mut order);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..7).collect::<Vec<_>>());
+            firsts[order[0]] += 1;
+        }
+        // Each of 7 goes first about 100 times in 700 rounds.
+        assert!(firsts.iter().all(|&f| (50..150).contains(&f)), "{firsts:?}");
     }
 
     #[test]
