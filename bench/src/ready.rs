@@ -91,37 +91,37 @@ pub fn c_poller(ctx: &Ctx, target: &str, interval_ms: u64, timeout_ms: u64) -> V
     ]
 }
 
+/// One run of row 2: the tool waits on a bound port that starts listening `wait` ns after the
+/// start; the time from listen() to the child's stamp.
+fn listen_after(ctx: &Ctx, argv: &Argv, wait: u64) -> Result<f64, String> {
+    let port = proc::free_port().map_err(|e| e.to_string())?;
+    // Bound but not listening: connects are refused until listen().
+    let sock = proc::bound_socket(port).map_err(|e| e.to_string())?;
+    let argv = argv(ctx, &format!("127.0.0.1:{port}"));
+    let (pid, out) = start(ctx, &argv)?;
+    proc::sleep_until(proc::now_ns() + wait);
+    let ready_at = proc::now_ns();
+    proc::listen(&sock).map_err(|e| e.to_string())?;
+    let r = finish(pid, out, ready_at, &argv[0]);
+    drop(sock);
+    r
+}
+
 /// Row 2: a port starts listening.
 pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let meter = CpuMeter::start();
-    let mut variants: Vec<(String, Argv)> = vec![
-        (
-            "podvisor (defaults)".into(),
-            Rc::new(|c: &Ctx, t: &str| {
-                vec![
-                    c.podvisor.clone(),
-                    "--wait-tcp".into(),
-                    t.into(),
-                    "--".into(),
-                    c.stamp.clone(),
-                ]
-            }),
-        ),
-        (
-            "podvisor --interval 10ms".into(),
-            Rc::new(|c: &Ctx, t: &str| {
-                vec![
-                    c.podvisor.clone(),
-                    "--wait-tcp".into(),
-                    t.into(),
-                    "--interval".into(),
-                    "10ms".into(),
-                    "--".into(),
-                    c.stamp.clone(),
-                ]
-            }),
-        ),
-    ];
+    let mut variants: Vec<(String, Argv)> = vec![(
+        "podvisor (defaults)".into(),
+        Rc::new(|c: &Ctx, t: &str| {
+            vec![
+                c.podvisor.clone(),
+                "--wait-tcp".into(),
+                t.into(),
+                "--".into(),
+                c.stamp.clone(),
+            ]
+        }),
+    )];
     if let Some(w) = ctx.peer("wait-for-it").map(str::to_owned) {
         variants.push((
             "wait-for-it".into(),
@@ -136,31 +136,48 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             }),
         ));
     }
-    for ms in [100, 10] {
-        variants.push((
-            format!("C poller, {ms} ms"),
-            Rc::new(move |c: &Ctx, t: &str| c_poller(c, t, ms, 60_000)),
-        ));
-    }
+    variants.push((
+        "C poller, 100 ms".into(),
+        Rc::new(|c: &Ctx, t: &str| c_poller(c, t, 100, 60_000)),
+    ));
     with_baseline(ctx, &mut variants);
+    // The 10 ms pair is judged by its p90 against a 10 ms budget, where the expectation is
+    // 0.9 x 10 ms plus the tool's own ~0.5 ms: a p90 of 20 runs (rank 18) moves by about
+    // 0.75 ms, as much as the margin. So five times the runs; the delay only has to spread the
+    // listen() over the poll phase, so it is short.
+    let fine: Vec<(String, Argv)> = vec![
+        (
+            "podvisor --interval 10ms".into(),
+            Rc::new(|c: &Ctx, t: &str| {
+                vec![
+                    c.podvisor.clone(),
+                    "--wait-tcp".into(),
+                    t.into(),
+                    "--interval".into(),
+                    "10ms".into(),
+                    "--".into(),
+                    c.stamp.clone(),
+                ]
+            }),
+        ),
+        (
+            "C poller, 10 ms".into(),
+            Rc::new(|c: &Ctx, t: &str| c_poller(c, t, 10, 60_000)),
+        ),
+    ];
     let runs = ctx.runs;
+    let fine_runs = if ctx.quick { runs } else { runs * 5 };
     let lines = {
         let ctx = &mut *ctx;
-        let mut once = |argv: &Argv| -> Result<f64, String> {
-            let port = proc::free_port().map_err(|e| e.to_string())?;
-            // Bound but not listening: connects are refused until listen().
-            let sock = proc::bound_socket(port).map_err(|e| e.to_string())?;
-            let argv = argv(ctx, &format!("127.0.0.1:{port}"));
+        let mut lines = alternate(runs, &variants, |argv| {
             let wait = delay(ctx);
-            let (pid, out) = start(ctx, &argv)?;
-            proc::sleep_until(proc::now_ns() + wait);
-            let ready_at = proc::now_ns();
-            proc::listen(&sock).map_err(|e| e.to_string())?;
-            let r = finish(pid, out, ready_at, &argv[0]);
-            drop(sock);
-            r
-        };
-        alternate(runs, &variants, &mut once)
+            listen_after(ctx, argv, wait)
+        });
+        lines.extend(alternate(fine_runs, &fine, |argv| {
+            let wait = ctx.delay_ms(50, 150);
+            listen_after(ctx, argv, wait)
+        }));
+        lines
     };
     Ok(vec![Section {
         key: "tcp",
@@ -170,7 +187,9 @@ pub fn tcp(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
              tool, calls listen() after a random delay of {} and measures until the child's \
              stamp. The C poller (bench/c/poll_tcp.c) is the reference: one blocking \
              connect per attempt, attempts the interval apart. {runs} runs per tool, \
-             alternating.",
+             alternating; the two 10 ms lines run apart, {fine_runs} times each with a delay \
+             of 50-150 ms (their p90 is judged against 10 ms, and one of 20 runs moves by \
+             about 0.75 ms).",
             if ctx.quick { "30-130 ms" } else { "0.2-1.2 s" }
         ),
         unit: Unit::Ms,
