@@ -338,9 +338,9 @@ async fn steps(
     if spawned.is_ok() {
         // The step's start is what the wait phase was for. vfork lets podvisor go on once the
         // child's exec has dropped our memory, not once the new program runs: on the same CPU
-        // podvisor's bookkeeping would take it from the rest of the exec (bench row 3: p90
-        // 0.83 -> 0.77 ms). Not in the plain init: there it bought nothing measurable, in row 1
-        // or row 4 (bench/notes.md, fourth pass; the +80 µs once seen was the bench's order).
+        // podvisor's bookkeeping would take it from the rest of the exec (bench row 3, shuffled,
+        // 40 runs: median 0.525 / 0.551 -> 0.467 / 0.507 ms). Not in the plain init: there it
+        // bought nothing measurable, in row 1 or row 4 (bench/notes.md, fourth pass).
         let _ = nix::sched::sched_yield();
     }
     // Not before: removing a watch wakes a kernel worker (wait/file.rs).

@@ -54,6 +54,16 @@ impl Ctx {
         }
     }
 
+    /// Runs for the rows whose medians differ by less than their noise at 20 runs (1 and 4):
+    /// ten times as many, at least 200; a few in quick mode.
+    pub fn many_runs(&self) -> usize {
+        if self.quick {
+            self.runs.max(5)
+        } else {
+            (self.runs * 10).max(200)
+        }
+    }
+
     /// A peer's path, if it is installed.
     pub fn peer(&self, name: &str) -> Option<&str> {
         self.peers.get(name).map(String::as_str)
@@ -113,22 +123,28 @@ impl Section {
     }
 }
 
-/// Runs `once` `runs` times for every variant, all variants in each round, in a new random
-/// order every round: a busy moment of the machine hits every tool alike, and no tool always
-/// follows the same one. A fixed rotation did: what ran just before moved a tool's median by
-/// 10% (row 1: the same podvisor build 1.377 ms in one slot, 1.237 ms in another, same run),
-/// which is more than the tools differ.
+/// `runs` rounds of the indices `0..n`, each round in a new random order: a busy moment of the
+/// machine hits every tool alike, and no tool always follows the same one. A fixed rotation
+/// did: what ran just before moved a tool's median by 10% (row 1: the same podvisor build
+/// 1.377 ms in one slot, 1.237 ms in another, same run), which is more than the tools differ.
+pub fn rounds(runs: usize, n: usize) -> impl Iterator<Item = Vec<usize>> {
+    let mut rng = Rng::new(crate::proc::now_ns());
+    let mut order: Vec<usize> = (0..n).collect();
+    (0..runs).map(move |_| {
+        rng.shuffle(&mut order);
+        order.clone()
+    })
+}
+
+/// Runs `once` `runs` times for every variant, all variants in each round ([`rounds`]).
 pub fn alternate<V>(
     runs: usize,
     variants: &[(String, V)],
     mut once: impl FnMut(&V) -> Result<f64, String>,
 ) -> Vec<Line> {
     let mut lines: Vec<Line> = variants.iter().map(|(n, _)| Line::new(n.clone())).collect();
-    let mut rng = Rng::new(crate::proc::now_ns());
-    let mut order: Vec<usize> = (0..variants.len()).collect();
-    for _ in 0..runs {
-        rng.shuffle(&mut order);
-        for &i in &order {
+    for order in rounds(runs, variants.len()) {
+        for i in order {
             lines[i].record(once(&variants[i].1));
         }
     }

@@ -2,9 +2,9 @@
 
 use std::net::TcpListener;
 
-use crate::ctx::{CpuMeter, Ctx, Section};
+use crate::ctx::{rounds, CpuMeter, Ctx, Section};
 use crate::proc::{self, Io};
-use crate::stats::{Line, Rng, Unit};
+use crate::stats::{Line, Unit};
 
 /// `TOOL -- CHILD` for every tool (bare: CHILD alone).
 fn variants(ctx: &Ctx, port: u16) -> Vec<(String, Vec<String>)> {
@@ -130,20 +130,12 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let variants = variants(ctx, port);
-    let runs = if ctx.quick {
-        5
-    } else {
-        (ctx.runs * 10).max(200)
-    };
+    let runs = ctx.many_runs();
     let mut time: Vec<Line> = variants.iter().map(|(n, _)| Line::new(n.clone())).collect();
     let mut rss_true = time.clone();
     let mut rss = time.clone();
-    // In a new random order every round, as `alternate` does (and why).
-    let mut rng = Rng::new(proc::now_ns());
-    let mut order: Vec<usize> = (0..variants.len()).collect();
-    for _ in 0..runs {
-        rng.shuffle(&mut order);
-        for &i in &order {
+    for order in rounds(runs, variants.len()) {
+        for i in order {
             let prefix = &variants[i].1;
             match once(ctx, prefix, "/bin/true") {
                 Ok((ms, kib)) => {

@@ -50,13 +50,8 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             variants.push((peer.into(), vec![p.to_owned(), "--".into()]));
         }
     }
-    // Ten times as many as the other rows (as row 1): a run costs 12 ms, and a median of 20
-    // moves by 10-20% between full runs, as much as the tools differ.
-    let runs = if ctx.quick {
-        ctx.runs
-    } else {
-        (ctx.runs * 10).max(200)
-    };
+    // A run costs 12 ms, and a median of 20 moved by 10-20% between full runs.
+    let runs = ctx.many_runs();
     let lines = {
         let ctx = &*ctx;
         alternate(runs, &variants, |prefix| {

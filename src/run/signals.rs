@@ -7,10 +7,9 @@
 //! The child gets an empty mask and default dispositions back before exec (see `child.rs`).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
-
-use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 use nix::libc;
