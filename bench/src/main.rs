@@ -2,7 +2,7 @@
 //! writes the report (docs/benchmarks.md). `bench/run` builds everything and calls it.
 //!
 //! Usage: podvisor-bench --podvisor PATH [--quick] [--runs N] [--only 1,4] [--out FILE]
-//!        [--notes FILE] [--baseline OTHER-PODVISOR] [--busy-limit PCT]
+//!        [--notes FILE] [--baseline OTHER-PODVISOR] [--busy-limit PCT] [--raw FILE]
 //!
 //! A row is run again (up to three times in all) while other work used more than PCT% (default
 //! 25) of the machine's CPU time during it; the quietest attempt is kept.
@@ -37,6 +37,7 @@ struct Args {
     baseline: Option<PathBuf>,
     out: Option<PathBuf>,
     notes: Option<PathBuf>,
+    raw: Option<PathBuf>,
     busy_limit: f64,
 }
 
@@ -49,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         baseline: None,
         out: None,
         notes: None,
+        raw: None,
         busy_limit: 0.25,
     };
     let mut it = std::env::args().skip(1);
@@ -73,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
             "--baseline" => args.baseline = Some(value()?.into()),
             "--out" => args.out = Some(value()?.into()),
             "--notes" => args.notes = Some(value()?.into()),
+            "--raw" => args.raw = Some(value()?.into()),
             "--busy-limit" => {
                 let v = value()?;
                 let pct: f64 = v
@@ -342,6 +345,12 @@ fn main() -> ExitCode {
         &sections,
         &notes,
     );
+    if let Some(raw) = &args.raw {
+        if let Err(e) = std::fs::write(raw, report::raw(&sections)) {
+            eprintln!("bench: {}: {e}", raw.display());
+            failed = true;
+        }
+    }
     if let Some(out) = &args.out {
         match std::fs::write(out, doc) {
             Ok(()) => eprintln!("bench: wrote {}", out.display()),

@@ -93,6 +93,22 @@ impl Line {
         self.sorted().last().copied()
     }
 
+    /// In how many rounds this line was quicker than `other`, of how many rounds both ran:
+    /// the k-th sample of each line is from the same round when both lines come from
+    /// `ctx::alternate` and no run failed (otherwise the rounds cannot be matched: `None`).
+    pub fn quicker_than(&self, other: &Line) -> Option<(usize, usize)> {
+        let matched = self.errors.is_empty()
+            && other.errors.is_empty()
+            && self.values.len() == other.values.len()
+            && !self.values.is_empty();
+        matched.then(|| {
+            let won = (self.values.iter().zip(&other.values))
+                .filter(|(a, b)| a < b)
+                .count();
+            (won, self.values.len())
+        })
+    }
+
     fn quantile(&self, q: f64) -> Option<f64> {
         let v = self.sorted();
         if v.is_empty() {
@@ -155,6 +171,20 @@ mod tests {
         assert_eq!(line(&[3.0, 1.0, 2.0]).median(), Some(2.0));
         assert_eq!(line(&[3.0, 1.0, 2.0]).p90(), Some(3.0));
         assert_eq!(line(&[]).median(), None);
+    }
+
+    #[test]
+    fn rounds_are_compared_one_by_one() {
+        let a = line(&[1.0, 5.0, 2.0, 9.0]);
+        let b = line(&[2.0, 4.0, 3.0, 9.0]);
+        // Quicker in rounds 1 and 3; a tie is not a win.
+        assert_eq!(a.quicker_than(&b), Some((2, 4)));
+        assert_eq!(b.quicker_than(&a), Some((1, 4)));
+        // A failed run leaves the rounds unmatched.
+        let mut c = line(&[2.0, 4.0, 3.0]);
+        c.errors.push("no stamp".into());
+        assert_eq!(a.quicker_than(&c), None);
+        assert_eq!(a.quicker_than(&line(&[1.0])), None);
     }
 
     #[test]
