@@ -206,13 +206,16 @@ fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
          - Machine: {} × {cores} cores, {} RAM, Linux {}\n\
          - Load average at start {load_start}, at the end {}\n\
          - podvisor: {} (`cargo build --release --target x86_64-unknown-linux-musl`)\n\
-         - Peers (Debian packages): {}\n",
+         - Peers (Debian packages): {}\n{}",
         first_line_with("/proc/cpuinfo", "model name"),
         first_line_with("/proc/meminfo", "MemTotal"),
         output("uname", &["-r"]),
         loadavg(),
         version(),
         versions.join(", "),
+        ctx.baseline.as_ref().map_or(String::new(), |b| format!(
+            "- `podvisor (baseline)` lines: {b} (`--baseline`; rows 1, 2, 3, 4 and 6)\n"
+        )),
     )
 }
 
