@@ -65,6 +65,19 @@ impl Ctx {
     }
 
     /// A peer's path, if it is installed.
+    /// The `--baseline` build, if it has `flag` (its `--help` names it): a build from before a
+    /// row's feature has no line in that row.
+    pub fn baseline_with(&self, flag: &str) -> Option<String> {
+        let b = self.baseline.as_ref()?;
+        let help = std::process::Command::new(b).arg("--help").output().ok()?;
+        if String::from_utf8_lossy(&help.stdout).contains(flag) {
+            Some(b.clone())
+        } else {
+            eprintln!("bench: the baseline has no {flag}; its line is left out");
+            None
+        }
+    }
+
     pub fn peer(&self, name: &str) -> Option<&str> {
         self.peers.get(name).map(String::as_str)
     }

@@ -72,7 +72,7 @@ fn throughput(ctx: &mut Ctx) -> Result<Section, String> {
             (true, Box::new(move |c: &Ctx, _: &Path| grown(c))),
         ),
     ];
-    if let Some(b) = ctx.baseline.clone() {
+    if let Some(b) = ctx.baseline_with("--log-to") {
         variants.push((
             "podvisor --log-to (1 MiB copy) -- dd (baseline)".into(),
             (false, through(b)),
@@ -170,7 +170,7 @@ fn latency(ctx: &mut Ctx) -> Result<Section, String> {
             Box::new(move |_: &Ctx, _: &Path| vec![cat2.clone()]),
         ),
     ];
-    if let Some(b) = ctx.baseline.clone() {
+    if let Some(b) = ctx.baseline_with("--log-to") {
         variants.push((
             "podvisor --log-to -- cat (baseline)".into(),
             Box::new(move |_: &Ctx, copy: &Path| {

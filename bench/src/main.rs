@@ -214,7 +214,7 @@ fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
         version(),
         versions.join(", "),
         ctx.baseline.as_ref().map_or(String::new(), |b| format!(
-            "- `podvisor (baseline)` lines: {b} (`--baseline`; rows 1, 2, 3, 4 and 6)\n"
+            "- `podvisor (baseline)` lines: {b} (`--baseline`; rows 1, 2, 3, 4, 6 and 9)\n"
         )),
     )
 }
