@@ -64,20 +64,21 @@ impl Ctx {
         }
     }
 
-    /// A peer's path, if it is installed.
     /// The `--baseline` build, if it has `flag` (its `--help` names it): a build from before a
     /// row's feature has no line in that row.
     pub fn baseline_with(&self, flag: &str) -> Option<String> {
         let b = self.baseline.as_ref()?;
-        let help = std::process::Command::new(b).arg("--help").output().ok()?;
-        if String::from_utf8_lossy(&help.stdout).contains(flag) {
-            Some(b.clone())
-        } else {
-            eprintln!("bench: the baseline has no {flag}; its line is left out");
-            None
+        let has = std::process::Command::new(b)
+            .arg("--help")
+            .output()
+            .is_ok_and(|help| String::from_utf8_lossy(&help.stdout).contains(flag));
+        if !has {
+            eprintln!("bench: the baseline's --help names no {flag}; its line is left out");
         }
+        has.then(|| b.clone())
     }
 
+    /// A peer's path, if it is installed.
     pub fn peer(&self, name: &str) -> Option<&str> {
         self.peers.get(name).map(String::as_str)
     }
