@@ -1,8 +1,11 @@
 //! The plain init: `podvisor [OPTIONS] -- COMMAND` with nothing to wait for, watch, copy or tell
 //! (no wait target, until-condition, marker, shutdown call or `--log-to`), which is what runs in
-//! front of every step. One thread and no runtime: the main thread reads its signals from a
-//! signalfd, as catatonit does (`rt_sigtimedwait`, as tini does, when no descriptor is left),
-//! forwards them and reaps. A second thread, the runtime's
+//! front of every step. One thread and no runtime: the main thread waits for its signals in
+//! `rt_sigtimedwait`, as tini does, forwards them and reaps. Not a signalfd read, as catatonit
+//! does: the signal then reaches podvisor through the descriptor's wait queue and comes back
+//! through a read, and in bench row 4 (2 x 6 samples of 200 rounds, the two builds swapped
+//! between slots) the signalfd build was the slower in 11 of 12 samples, by 3 µs at the median
+//! (bench/notes.md, fifth pass). A second thread, the runtime's
 //! start-up and the wake-ups between them cost more than the rest of podvisor's start-up
 //! together (bench row 1, docs/benchmarks.md).
 //!
@@ -14,7 +17,6 @@
 use std::sync::Arc;
 
 use nix::libc;
-use nix::sys::signalfd::SignalFd;
 use tokio::time::Instant;
 
 use crate::after::exit::{ChildEnd, Outcome};
@@ -41,15 +43,11 @@ pub fn suits(config: &Config) -> bool {
 pub fn run(config: &Config, forwarder: Arc<Forwarder>) -> Outcome {
     let reaper = Reaper::new();
     let set = signals::handled_set();
-    // Before the spawn (close-on-exec): podvisor's descriptors, as the step can see them in
-    // /proc, are then the same in every run, not a race with this call. rt_sigtimedwait when
-    // no descriptor is left for a signalfd.
-    let fd = signals::signal_fd(&set).ok();
     // The OOM killer takes the step, not podvisor, while there is a step (oom.rs).
     oom::protect();
     let outcome = match child::spawn(&reaper, &config.command, config.group) {
         Err(e) => e.into(),
-        Ok(child) => supervise(child, config, &reaper, &forwarder, (&set, fd)),
+        Ok(child) => supervise(child, config, &reaper, &forwarder, &set),
     };
     oom::unprotect();
     outcome
@@ -60,7 +58,7 @@ fn supervise(
     config: &Config,
     reaper: &Arc<Reaper>,
     fwd: &Arc<Forwarder>,
-    (set, mut fd): (&libc::sigset_t, Option<SignalFd>),
+    set: &libc::sigset_t,
 ) -> Outcome {
     tracing::info!("child started (pid {})", child.pid);
     // The first clock read finds clock_gettime in the vDSO and faults in two of its pages
@@ -75,11 +73,7 @@ fn supervise(
             Some(at) if !state.killed => Some(at.saturating_duration_since(Instant::now())),
             _ => None,
         };
-        let next = match &fd {
-            Some(fd) => signals::next_signal_from(fd, timeout),
-            None => signals::next_signal(set, timeout),
-        };
-        match next {
+        match signals::next_signal(set, timeout) {
             Ok(Some(got)) if got.signo == libc::SIGCHLD => {
                 reaper.reap();
                 fwd.forget_reaped(reaper);
@@ -96,10 +90,6 @@ fn supervise(
                 supervise::grace_expired(&child, config, &mut state)
             }
             Ok(None) => {}
-            Err(e) if fd.is_some() => {
-                tracing::warn!("reading the signalfd failed ({e}): reading signals without it");
-                fd = None;
-            }
             Err(e) => {
                 // Not expected (the set and the timeout are valid): the child must not run
                 // unsupervised, so it goes as podvisor's own error would leave it.

@@ -7,16 +7,12 @@
 //! The child gets an empty mask and default dispositions back before exec (see `child.rs`).
 
 use std::io;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::libc;
-use nix::poll::{ppoll, PollFd, PollFlags};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::time::TimeSpec;
+use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
 use crate::run::dispositions;
@@ -490,51 +486,6 @@ fn start_thread(body: Box<dyn FnOnce() + Send>) -> io::Result<libc::pthread_t> {
         // musl's first pthread_create unblocked 33 and 34 in this thread as well.
         block_handled()?;
         Ok(thread)
-    }
-}
-
-/// A signalfd for `set`. Waking a reader of a signalfd is quicker than waking
-/// `rt_sigtimedwait` (bench row 4: its mask is swapped in and out around the sleep), so the
-/// plain init reads its signals here when it can have one.
-pub(crate) fn signal_fd(set: &libc::sigset_t) -> io::Result<SignalFd> {
-    // SAFETY: `set` was built by sigemptyset and sigaddset (raw_sigset).
-    let mask = unsafe { SigSet::from_sigset_t_unchecked(*set) };
-    Ok(SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?)
-}
-
-/// The next signal from `fd` (see [`signal_fd`]), waiting at most `timeout` (forever when
-/// `None`); `None` when none came.
-pub(crate) fn next_signal_from(
-    fd: &SignalFd,
-    timeout: Option<std::time::Duration>,
-) -> io::Result<Option<Received>> {
-    if let Some(t) = timeout {
-        let bound = TimeSpec::from(timespec(t));
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        loop {
-            match ppoll(&mut fds, Some(bound), None) {
-                Ok(0) => return Ok(None),
-                Ok(_) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    loop {
-        match fd.read_signal() {
-            Ok(Some(info)) => {
-                return Ok(Some(Received {
-                    signo: info.ssi_signo as i32,
-                    sender: info.ssi_pid as i32,
-                    code: info.ssi_code,
-                    routed: None,
-                }))
-            }
-            // Not with a blocking descriptor; as a timeout, the caller waits again.
-            Ok(None) => return Ok(None),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
     }
 }
 
