@@ -54,13 +54,15 @@ pub fn spawn(program: &Path, argv: &[OsString], group: bool, ignored: u64) -> io
         .collect::<io::Result<_>>()?;
     let mut pointers: Vec<*const libc::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
     pointers.push(std::ptr::null());
+    // From here until the clone returns podvisor runs on this CPU only (see `Held`).
+    let held = Held::here();
     let mut args = Args {
         path,
         argv: pointers,
         envp: crate::environ::raw(),
         group,
         ignored,
-        held: Held::here(),
+        held,
         error: 0,
     };
     // Uninitialised on our own stack: no allocation, and only the pages the child touches fault.
@@ -134,9 +136,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 struct Held {
     /// podvisor's own set, as it was.
     saved: libc::cpu_set_t,
-    /// Every CPU, for when `saved` no longer fits (its cpuset changed meanwhile): the kernel
-    /// keeps those the cpuset allows.
-    all: libc::cpu_set_t,
 }
 
 impl Held {
@@ -153,25 +152,23 @@ impl Held {
             let cpu = usize::try_from(libc::sched_getcpu()).ok()?;
             let mut one: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut one);
-            if libc::sched_setaffinity(0, size, &one) != 0 {
-                return None;
-            }
-            let mut all: libc::cpu_set_t = std::mem::zeroed();
-            for c in 0..size * 8 {
-                libc::CPU_SET(c, &mut all);
-            }
-            Some(Self { saved, all })
+            (libc::sched_setaffinity(0, size, &one) == 0).then_some(Self { saved })
         }
     }
 
     /// Gives the calling process its whole set back: podvisor after the clone, the child before
-    /// its exec (system calls on prepared data only).
+    /// its exec (system calls and stack values only). When `saved` no longer fits (its cpuset
+    /// changed meanwhile), every CPU: the kernel keeps those the cpuset allows.
     fn release(&self) {
         let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: sched_setaffinity reads the set it is given.
+        // SAFETY: sched_setaffinity reads the set it is given; a zeroed set is empty.
         unsafe {
             if libc::sched_setaffinity(0, size, &self.saved) != 0 {
-                libc::sched_setaffinity(0, size, &self.all);
+                let mut all: libc::cpu_set_t = std::mem::zeroed();
+                for c in 0..size * 8 {
+                    libc::CPU_SET(c, &mut all);
+                }
+                libc::sched_setaffinity(0, size, &all);
             }
         }
     }
