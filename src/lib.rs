@@ -36,6 +36,7 @@ pub mod install;
 pub mod logging;
 pub mod run;
 pub mod sidecar;
+pub mod threads;
 pub mod wait;
 
 use std::sync::Arc;
@@ -121,11 +122,7 @@ fn run_inner(config: &Config, report: &mut Report) -> Outcome {
             run::direct::run(config, signals::Forwarder::new(rules(config))),
         );
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-    {
+    let runtime = match threads::runtime(true) {
         Ok(rt) => rt,
         Err(e) => return failed_early(config, format!("cannot start the runtime: {e}")),
     };

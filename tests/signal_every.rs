@@ -95,19 +95,22 @@ fn read_marker(path: &Path, explain: &str) -> serde_json::Value {
 /// it gets; each forwarded one must arrive once, CHLD never. The last one (64) ends the child
 /// with 42: podvisor's status and its marker say 42.
 fn every_signal_reaches_the_child(bin: &Path, pid1: bool, how: Send) {
+    every_signal_reaches_the_child_with(bin, pid1, how, &[]);
+}
+
+/// As [`every_signal_reaches_the_child`], with `extra` options before the marker's.
+fn every_signal_reaches_the_child_with(bin: &Path, pid1: bool, how: Send, extra: &[&str]) {
     let dir = TempDir::new("every");
     let marker = dir.path().join("m/step.json");
-    let mut cmd = podvisor_cmd(
-        bin,
-        pid1,
-        &[
-            "--grace-period",
-            "120s",
-            "--marker",
-            marker.to_str().expect("utf-8"),
-            "--",
-        ],
-    );
+    let mut flags = extra.to_vec();
+    flags.extend([
+        "--grace-period",
+        "120s",
+        "--marker",
+        marker.to_str().expect("utf-8"),
+        "--",
+    ]);
+    let mut cmd = podvisor_cmd(bin, pid1, &flags);
     cmd.arg(sigecho()).args(["--exit-on", "64:42"]);
     let mut s = Supervised::start(cmd, true);
     s.expect_echo("");
@@ -167,6 +170,21 @@ fn the_static_musl_build_takes_every_signal_too() {
     let bin = support::docker::static_binary();
     every_signal_reaches_the_child(&bin, false, Send::Kill);
     every_signal_reaches_the_child(&bin, true, Send::Sigqueue);
+}
+
+/// `--log-to` runs two threads of its own beside the pump, and the libc unblocks its internal
+/// signals (glibc 32 and 33, musl 33 and 34) in every thread it starts: each must block them
+/// again, or the kernel hands them such a signal (`kill -33` killed the static build).
+#[test]
+fn with_a_log_copy_every_signal_reaches_the_child() {
+    let dir = TempDir::new("every-log");
+    let log = dir.path().join("copy.log");
+    let log = ["--log-to", log.to_str().expect("utf-8")];
+    every_signal_reaches_the_child_with(&support::podvisor_bin(), false, Send::Kill, &log);
+    every_signal_reaches_the_child_with(&support::podvisor_bin(), true, Send::Sigqueue, &log);
+    let bin = support::docker::static_binary();
+    every_signal_reaches_the_child_with(&bin, false, Send::Kill, &log);
+    every_signal_reaches_the_child_with(&bin, true, Send::Kill, &log);
 }
 
 /// What a child with every signal at its default action does with `sig`.
@@ -383,4 +401,58 @@ fn every_non_terminating_signal_during_the_wait_is_dropped() {
 #[test]
 fn as_pid1_every_non_terminating_signal_during_the_wait_is_dropped() {
     every_other_signal_during_the_wait_is_dropped(true);
+}
+
+/// Whether `pid` blocks any signal: podvisor has passed `block_early`.
+fn blocks_signals(pid: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .is_some_and(|mask| !mask.trim().trim_start_matches('0').is_empty())
+}
+
+/// A signal sent before podvisor starts its first thread waits in the kernel's queue, and the
+/// libc unblocks its internal signals in that thread (musl in its creator too): it must be read
+/// off the queue first and forwarded once the step runs. podvisor is held before its first
+/// thread by a `--log-to` FIFO that nobody reads yet.
+#[test]
+fn a_libc_signal_pending_before_the_first_thread_reaches_the_child() {
+    for bin in [support::podvisor_bin(), support::docker::static_binary()] {
+        for sig in [32, 33, 34] {
+            let dir = TempDir::new("early");
+            let fifo = dir.path().join("copy.log");
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .expect("mkfifo");
+            let cmd = podvisor_at(
+                &bin,
+                &[
+                    "--log-to",
+                    fifo.to_str().expect("utf-8"),
+                    "--",
+                    "sleep",
+                    "30",
+                ],
+            );
+            let s = Supervised::start(cmd, true);
+            poll_until(
+                Duration::from_secs(10),
+                "podvisor blocked its signals",
+                || blocks_signals(s.pid()).then_some(()),
+            );
+            assert!(support::sigs::kill(s.pid(), sig), "{}", s.explain());
+            // Opening the FIFO's other end lets podvisor go on, to its first thread.
+            let _reader = std::fs::File::open(&fifo).expect("open the FIFO");
+            let f = s.finish(Duration::from_secs(30));
+            assert_eq!(
+                f.code(),
+                Some(128 + sig),
+                "{} from {}\n{}",
+                name(sig),
+                bin.display(),
+                f.explain()
+            );
+            f.assert_stderr_has(&format!("forwarding {} to the child", name(sig)));
+        }
+    }
 }

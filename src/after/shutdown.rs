@@ -107,11 +107,7 @@ pub fn post_all_blocking(urls: &[Http], bound: Duration) -> Vec<CallResult> {
     if urls.is_empty() {
         return Vec::new();
     }
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-    {
+    match crate::threads::runtime(true) {
         Ok(runtime) => {
             let results = runtime.block_on(post_all(urls, bound));
             // A stuck name lookup must not hold the exit.

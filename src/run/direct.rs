@@ -129,9 +129,7 @@ fn cleanup(
     fwd: &Arc<Forwarder>,
     kill_at: Option<Instant>,
 ) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build();
+    let runtime = crate::threads::runtime(false);
     let pumped = signals::pump(reaper.clone(), fwd.clone());
     match (runtime, pumped) {
         (Ok(runtime), Ok((_pump, mut signals))) => {

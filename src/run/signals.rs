@@ -1,14 +1,15 @@
 //! Raw signals become events at this one boundary.
 //!
 //! podvisor installs no signal handlers: every signal it cares about is blocked in all threads
-//! (before the runtime starts, so its threads inherit the mask) and read by one pump thread.
+//! (in `main` first, and by each thread podvisor starts, see threads.rs) and read by one pump
+//! thread.
 //! Blocked signals are queued even for PID 1, whose default-disposition signals the kernel would
 //! otherwise drop; real-time signals keep their count; and nothing runs in signal context.
 //! The child gets an empty mask and default dispositions back before exec (see `child.rs`).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -106,7 +107,7 @@ pub fn block_early() -> io::Result<()> {
 }
 
 /// Blocks every handled signal in the calling thread, with the raw system call.
-fn block_handled() -> io::Result<()> {
+pub(crate) fn block_handled() -> io::Result<()> {
     let set = raw_sigset(handled());
     // SAFETY: a valid set and no old-set pointer.
     if unsafe { raw_sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } != 0 {
@@ -375,6 +376,31 @@ pub fn kill(target: i32, signo: i32) {
     }
 }
 
+/// Signals read off the process's queue before the pump ran, for it to take first, in order.
+static KEPT: Mutex<Vec<Received>> = Mutex::new(Vec::new());
+
+/// The pump runs: it reads what comes, and nothing is kept for it any more.
+static PUMPING: AtomicBool = AtomicBool::new(false);
+
+fn kept() -> MutexGuard<'static, Vec<Received>> {
+    KEPT.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Before a thread starts (see threads.rs): every handled signal pending for the process is
+/// read off its queue and kept for the pump, so that the new thread, in the moment the libc
+/// leaves its internal signals unblocked there, finds none to take. Nothing once the pump runs:
+/// it takes each signal as it comes.
+pub(crate) fn keep_pending() {
+    if PUMPING.load(Ordering::SeqCst) {
+        return;
+    }
+    let set = handled_set();
+    let mut kept = kept();
+    while let Ok(Some(got)) = next_signal(&set, Some(std::time::Duration::ZERO)) {
+        kept.push(got);
+    }
+}
+
 /// What the pump queues once it has read everything sent before [`Pump::drain`] asked.
 pub const DRAINED: i32 = 0;
 
@@ -421,6 +447,12 @@ pub fn pump(
             got.routed = forwarder.forward(&got);
             tx.send(got).is_ok()
         };
+        let kept = std::mem::take(&mut *kept());
+        for got in kept {
+            if !pass_on(got) {
+                return;
+            }
+        }
         loop {
             let got = match next_signal(&set, None) {
                 Ok(Some(got)) => got,
@@ -454,39 +486,10 @@ pub fn pump(
             }
         }
     };
-    let thread = start_thread(Box::new(body))?;
+    keep_pending();
+    PUMPING.store(true, Ordering::SeqCst);
+    let thread = crate::threads::start_raw(Box::new(body))?;
     Ok((Pump { thread }, rx))
-}
-
-/// Starts `body` on a thread of libc's (its default stack, 128 KiB with musl, touched pages
-/// only). Not std's `thread::spawn`: that also names the thread and sets up an alternate
-/// signal stack for its overflow handler, 6 more system calls at every start (row 1).
-fn start_thread(body: Box<dyn FnOnce() + Send>) -> io::Result<libc::pthread_t> {
-    extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
-        // The libc unblocks its internal signals in a new thread (glibc 32; musl 33 and 34 in
-        // the creating thread too, on its first thread): block them again at once, or such a
-        // signal sent to podvisor would kill it (see `block_early`).
-        let _ = block_handled();
-        // SAFETY: `arg` is the Box leaked below, handed to this thread alone.
-        let body = unsafe { Box::from_raw(arg.cast::<Box<dyn FnOnce() + Send>>()) };
-        body();
-        std::ptr::null_mut()
-    }
-    let arg = Box::into_raw(Box::new(body));
-    // SAFETY: a zeroed pthread_t is only an out-parameter; `run` takes ownership of `arg`.
-    unsafe {
-        let mut thread: libc::pthread_t = std::mem::zeroed();
-        let rc = libc::pthread_create(&mut thread, std::ptr::null(), run, arg.cast());
-        if rc != 0 {
-            drop(Box::from_raw(arg));
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        // Never joined: it runs as long as the process.
-        libc::pthread_detach(thread);
-        // musl's first pthread_create unblocked 33 and 34 in this thread as well.
-        block_handled()?;
-        Ok(thread)
-    }
 }
 
 /// A relative timeout for the kernel, capped at 68 years (`i32::MAX` seconds): the callers

@@ -225,12 +225,10 @@ pub fn start(path: &Path, size: u64) -> io::Result<()> {
     }
     let (done, wait) = mpsc::channel();
     let shown = path.to_owned();
-    std::thread::Builder::new()
-        .name("log-writer".into())
-        .spawn(move || {
-            writer(&sink, file, &shown);
-            let _ = done.send(());
-        })?;
+    crate::threads::spawn("log-writer", None, move || {
+        writer(&sink, file, &shown);
+        let _ = done.send(());
+    })?;
     threads().writer = Some(wait);
     tracing::debug!(
         "copying the output to {} (at most {})",
@@ -348,12 +346,10 @@ impl Capture {
         let (done_tx, done) = mpsc::channel();
         let (ack, caught_up) = mpsc::channel();
         let streams = self.streams;
-        let spawned = std::thread::Builder::new()
-            .name("log-pump".into())
-            .spawn(move || {
-                pump(streams, &control_read, &ack, &sink);
-                drop(done_tx);
-            });
+        let spawned = crate::threads::spawn("log-pump", None, move || {
+            pump(streams, &control_read, &ack, &sink);
+            drop(done_tx);
+        });
         match spawned {
             Ok(_) => {
                 threads().pump = Some(Pump {

@@ -254,23 +254,20 @@ fn probe(lock_path: &Path) -> Probe {
 /// If nobody waits for it any more, the thread drops the file, which lets the lock go at once.
 fn block_on_lock(file: File) -> io::Result<Grant> {
     let (tx, rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("flock".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let result = loop {
-                // SAFETY: flock on an fd this thread owns. Every signal is blocked in every
-                // thread, so EINTR is not expected; it is retried all the same.
-                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                    break Ok(file);
-                }
-                match Errno::last() {
-                    Errno::EINTR => continue,
-                    e => break Err(e),
-                }
-            };
-            let _ = tx.send(result);
-        })?;
+    crate::threads::spawn("flock", Some(64 * 1024), move || {
+        let result = loop {
+            // SAFETY: flock on an fd this thread owns. Every signal is blocked in every
+            // thread, so EINTR is not expected; it is retried all the same.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                break Ok(file);
+            }
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => break Err(e),
+            }
+        };
+        let _ = tx.send(result);
+    })?;
     Ok(rx)
 }
 
