@@ -36,12 +36,22 @@ pub fn printed_ns(stdout: &str) -> u128 {
         .unwrap_or_else(|| panic!("no time in stdout {stdout:?}"))
 }
 
-/// A free port on `ip` (bound, then released: good enough for tests).
+/// A free port on `ip` (bound, then released), never one handed out before in this test
+/// binary: the kernel may give a released port to the next bind, and two tests running at once
+/// then shared it (a "closed" port of one turned ready when the other's server listened late).
 pub fn free_port(ip: IpAddr) -> u16 {
-    TcpListener::bind(SocketAddr::new(ip, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind(SocketAddr::new(ip, 0))
+            .and_then(|l| l.local_addr())
+            .expect("bind a free port")
+            .port();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// The wall-clock time at which a delayed action ran (taken just before it), once it has.
