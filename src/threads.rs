@@ -3,8 +3,9 @@
 //!
 //! podvisor reads its signals in one place (the pump, or the plain init's loop) and keeps them
 //! blocked in every other thread (run/signals.rs). But the libc unblocks its own internal
-//! signals in a thread it starts: glibc 32 and 33 in every new thread, musl 33 and 34 in its
-//! first one and in the thread that creates it. The kernel hands a signal sent to podvisor to any
+//! signals in a thread it starts: glibc 32 in every new thread and 33 too in some (the first
+//! one, as seen in /proc), musl 33 and 34 in its first one and in the thread that creates it.
+//! The kernel hands a signal sent to podvisor to any
 //! thread that has it unblocked, and there it takes its default action: `kill -33` killed the
 //! static build running `--log-to` (its copy threads kept 33 unblocked for life), and as PID 1,
 //! which the kernel does not let such a signal kill, it vanished unforwarded (a pump thread that
