@@ -5,11 +5,11 @@
 //! blocked in every other thread (run/signals.rs). But the libc unblocks its own internal
 //! signals in a thread it starts: glibc 32 in every new thread and 33 too in some (the first
 //! one, as seen in /proc), musl 33 and 34 in its first one and in the thread that creates it.
-//! The kernel hands a signal sent to podvisor to any
-//! thread that has it unblocked, and there it takes its default action: `kill -33` killed the
-//! static build running `--log-to` (its copy threads kept 33 unblocked for life), and as PID 1,
-//! which the kernel does not let such a signal kill, it vanished unforwarded (a pump thread that
-//! first ran after the step had started took it before it could block it).
+//! The kernel hands a signal sent to podvisor to any thread that has it unblocked, and there it
+//! takes its default action: `kill -33` killed the static build running `--log-to` (its copy
+//! threads kept 33 unblocked for life), and as PID 1, which the kernel does not let such a
+//! signal kill, it vanished unforwarded (a pump thread that first ran after the step had
+//! started took it before it could block it).
 //!
 //! So each thread blocks them again as its first act, its creator waits until it has, and the
 //! creator re-blocks its own; what was pending before the first thread is read off the queue and
@@ -60,6 +60,7 @@ pub fn start_raw(body: Box<dyn FnOnce() + Send>) -> io::Result<libc::pthread_t> 
         (start.body)();
         std::ptr::null_mut()
     }
+    signals::keep_pending();
     let (blocked, wait) = mpsc::channel();
     let arg = Box::into_raw(Box::new(Start { body, blocked }));
     // SAFETY: a zeroed pthread_t is only an out-parameter; `run` takes ownership of `arg`.

@@ -187,6 +187,85 @@ fn with_a_log_copy_every_signal_reaches_the_child() {
     every_signal_reaches_the_child_with(&bin, true, Send::Kill, &log);
 }
 
+/// The names (`comm`) of `pid`'s threads.
+fn thread_names(pid: i32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
+
+/// Once one of podvisor's own threads has shown up (`what`, found by `seen`): its start, a
+/// matter of microseconds, is long over after this, and it must keep every signal blocked.
+fn settled(pid: i32, what: &str, seen: impl Fn(&[String]) -> bool) {
+    poll_until(Duration::from_secs(10), what, || {
+        seen(&thread_names(pid)).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+/// The libc's internal signals, five times each: where a thread left one unblocked, the kernel
+/// hands it there about every other time.
+const LIBC_SIGNALS: [i32; 3] = [32, 33, 34];
+
+/// `--until-marker` waits for a busy lock in a thread of its own (glibc leaves 32 unblocked in
+/// a new thread): 32, 33 and 34 still reach the child, every time.
+#[test]
+fn the_until_markers_lock_waiter_takes_no_signal() {
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("flock");
+    let marker = dir.path().join("step.json");
+    let lock = std::fs::File::create(dir.path().join("step.json.lock")).expect("the lock file");
+    // SAFETY: flock on a descriptor this test owns; held until the test ends.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let cmd = support::sigs::podvisor_sigecho(
+        &["--until-marker", marker.to_str().expect("utf-8")],
+        &["--exit-on", "64:42"],
+    );
+    let mut s = Supervised::start(cmd, true);
+    s.expect_echo("");
+    s.expect("ready");
+    settled(s.pid(), "podvisor's flock thread", |names| {
+        names.iter().any(|n| n == "flock")
+    });
+    for sig in LIBC_SIGNALS {
+        for _ in 0..5 {
+            assert!(support::sigs::kill(s.pid(), sig), "{}", s.explain());
+            s.expect(&name(sig));
+        }
+    }
+    assert!(support::sigs::kill(s.pid(), 64), "{}", s.explain());
+    s.finish(Duration::from_secs(30)).assert_code(42);
+}
+
+/// A host name is looked up on a thread of tokio's, which must block podvisor's signals as its
+/// own threads do: during the wait 32, 33 and 34 are dropped, and the wait times out as usual.
+#[test]
+fn a_name_lookups_thread_takes_no_signal() {
+    let cmd = support::sigs::podvisor(&[
+        "--timeout",
+        "3s",
+        "--wait-tcp",
+        "podvisor-test.invalid:9",
+        "--",
+        "true",
+    ]);
+    let s = Supervised::start(cmd, true);
+    // The main thread, the pump and the lookup's.
+    settled(s.pid(), "the name lookup's thread", |names| {
+        names.len() >= 3
+    });
+    for sig in LIBC_SIGNALS {
+        for _ in 0..5 {
+            assert!(support::sigs::kill(s.pid(), sig), "{}", s.explain());
+        }
+    }
+    s.finish(Duration::from_secs(30)).assert_code(124);
+}
+
 /// What a child with every signal at its default action does with `sig`.
 #[derive(Debug, PartialEq)]
 enum Default {

@@ -486,9 +486,10 @@ pub fn pump(
             }
         }
     };
-    keep_pending();
-    PUMPING.store(true, Ordering::SeqCst);
+    // What is pending now is kept for the body, which takes it first; from here on it reads
+    // whatever comes, and no later thread keeps anything.
     let thread = crate::threads::start_raw(Box::new(body))?;
+    PUMPING.store(true, Ordering::SeqCst);
     Ok((Pump { thread }, rx))
 }
 
