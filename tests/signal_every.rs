@@ -207,9 +207,12 @@ fn settled(pid: i32, what: &str, seen: impl Fn(&[String]) -> bool) {
     std::thread::sleep(Duration::from_millis(100));
 }
 
-/// The libc's internal signals, five times each: where a thread left one unblocked, the kernel
-/// hands it there about every other time.
+/// The libc's internal signals, each sent [`SENDS`] times.
 const LIBC_SIGNALS: [i32; 3] = [32, 33, 34];
+
+/// Where a thread left one unblocked, the kernel hands it there about every other time (the
+/// pump waits for it too): a broken build passes ten sends about once in a thousand runs.
+const SENDS: usize = 10;
 
 /// `--until-marker` waits for a busy lock in a thread of its own (glibc leaves 32 unblocked in
 /// a new thread): 32, 33 and 34 still reach the child, every time.
@@ -232,7 +235,7 @@ fn the_until_markers_lock_waiter_takes_no_signal() {
         names.iter().any(|n| n == "flock")
     });
     for sig in LIBC_SIGNALS {
-        for _ in 0..5 {
+        for _ in 0..SENDS {
             assert!(support::sigs::kill(s.pid(), sig), "{}", s.explain());
             s.expect(&name(sig));
         }
@@ -259,7 +262,7 @@ fn a_name_lookups_thread_takes_no_signal() {
         names.len() >= 3
     });
     for sig in LIBC_SIGNALS {
-        for _ in 0..5 {
+        for _ in 0..SENDS {
             assert!(support::sigs::kill(s.pid(), sig), "{}", s.explain());
         }
     }
