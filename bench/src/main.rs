@@ -181,6 +181,25 @@ fn loadavg() -> String {
         .join(" ")
 }
 
+/// The scheduling group the runner and the tools run in: row 4 falls into another regime in a
+/// CPU cgroup of its own (as in a pod) than in the root one with the kernel's per-session
+/// autogroups (bench/notes.md, sixth pass).
+fn sched_group() -> String {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    // v1's cpu controller, else the v2 hierarchy.
+    let cpu = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":cpu:").map(|(_, path)| path))
+        .or_else(|| cgroups.lines().find_map(|l| l.strip_prefix("0::")))
+        .unwrap_or("?");
+    let autogroup = match std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled") {
+        Ok(v) if v.trim() == "1" => "on",
+        Ok(_) => "off",
+        Err(_) => "not in this kernel",
+    };
+    format!("CPU cgroup `{cpu}`, autogroups {autogroup}")
+}
+
 fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let versions: Vec<String> = ["tini", "dumb-init", "catatonit", "wait-for-it"]
@@ -205,12 +224,14 @@ fn header(ctx: &Ctx, started: &str, load_start: &str, elapsed: f64) -> String {
          - Mode: {mode}\n\
          - Machine: {} × {cores} cores, {} RAM, Linux {}\n\
          - Load average at start {load_start}, at the end {}\n\
+         - Scheduling: {}\n\
          - podvisor: {} (`cargo build --release --target x86_64-unknown-linux-musl`)\n\
          - Peers (Debian packages): {}\n{}",
         first_line_with("/proc/cpuinfo", "model name"),
         first_line_with("/proc/meminfo", "MemTotal"),
         output("uname", &["-r"]),
         loadavg(),
+        sched_group(),
         version(),
         versions.join(", "),
         ctx.baseline.as_ref().map_or(String::new(), |b| format!(
