@@ -159,7 +159,7 @@ fn install_to_a_volume_from_the_empty_image() {
 fn static_binary_in_an_empty_root_resolves_localhost() {
     let root = support::TempDir::new("empty-root");
     std::fs::copy(docker::static_binary(), root.path().join("podvisor")).expect("copy");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let listener = support::wait::listen_any(support::wait::V4);
     let target = format!("localhost:{}", listener.local_addr().expect("addr").port());
     let mut cmd = std::process::Command::new("chroot");
     cmd.arg(root.path()).args([

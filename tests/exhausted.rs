@@ -148,7 +148,7 @@ fn with_nofile(mut c: TestCommand, n: u64) -> TestCommand {
 #[test]
 fn fifty_targets_with_few_descriptors_are_retried_until_ready() {
     let listeners: Vec<TcpListener> = (0..50)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .map(|_| support::wait::listen_any(support::wait::V4))
         .collect();
     let mut c = TestCommand::new().args(["--timeout", "20s", "--interval", "10ms"]);
     for l in &listeners {

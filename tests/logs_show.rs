@@ -12,10 +12,9 @@ use support::{poll_until, TempDir, TestCommand};
 const POSTGRES: &str = "/usr/lib/postgresql/15/bin/postgres";
 const INITDB: &str = "/usr/lib/postgresql/15/bin/initdb";
 
-/// A port nobody listens on now (bound, read back, released).
+/// A port nobody listens on now, nor will in this test binary.
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    support::wait::free_port(support::wait::V4)
 }
 
 /// A fresh postgres data folder in `dir`, owned by the postgres user, made by initdb.

@@ -329,7 +329,7 @@ fn the_calls_happen_when_the_marker_cannot_be_written() {
 #[test]
 fn unreachable_endpoints_delay_the_exit_by_the_bound_at_most() {
     let refused = free_port();
-    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let blackhole = support::wait::listen_any(support::wait::V4);
     let hole = blackhole.local_addr().expect("address").port();
     let (live, live_url) = staying_proxy();
     let dir = TempDir::new("shutdown-bound");

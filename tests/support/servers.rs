@@ -9,7 +9,7 @@
 //! `mariadb-admin`), never by the code under test.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -540,7 +540,7 @@ pub enum First {
 
 impl Scripted {
     pub fn start(first: First, script: Vec<Vec<u8>>, then: Vec<u8>) -> Self {
-        let listener = TcpListener::bind((V4, 0)).expect("bind a scripted server");
+        let listener = super::wait::listen_any(V4);
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
         let stop = Arc::new(AtomicBool::new(false));

@@ -36,20 +36,27 @@ pub fn printed_ns(stdout: &str) -> u128 {
         .unwrap_or_else(|| panic!("no time in stdout {stdout:?}"))
 }
 
+/// Every port this test binary handed out or listened on through [`free_port`] and
+/// [`listen_any`].
+static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
 /// A free port on `ip` (bound, then released), never one handed out before in this test
 /// binary: the kernel may give a released port to the next bind, and two tests running at once
 /// then shared it (a "closed" port of one turned ready when the other's server listened late).
 pub fn free_port(ip: IpAddr) -> u16 {
-    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    listen_any(ip).local_addr().expect("local addr").port()
+}
+
+/// A listener on a port of the kernel's choice, never one [`free_port`] handed out before in
+/// this test binary, so that a server of one test cannot open another test's "closed" port.
+pub fn listen_any(ip: IpAddr) -> TcpListener {
     loop {
-        let port = TcpListener::bind(SocketAddr::new(ip, 0))
-            .and_then(|l| l.local_addr())
-            .expect("bind a free port")
-            .port();
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind a free port");
+        let port = listener.local_addr().expect("local addr").port();
         let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
         if !handed_out.contains(&port) {
             handed_out.push(port);
-            return port;
+            return listener;
         }
     }
 }
