@@ -9,6 +9,7 @@
 //! Also the sigwait child of row 4 (podvisor-bench sigwait) and the floor loop of row 10
 //! (podvisor-bench floor postgres|redis|mysql PORT STAMP).
 
+mod cgroup;
 mod ctx;
 mod idle;
 mod logcopy;

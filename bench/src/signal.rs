@@ -3,9 +3,10 @@
 use std::io::Write;
 use std::time::Duration;
 
+use crate::cgroup::OwnCgroup;
 use crate::ctx::{alternate, CpuMeter, Ctx, Section};
 use crate::proc::{self, Io};
-use crate::stats::Unit;
+use crate::stats::{Line, Unit};
 
 /// The child of this row (`podvisor-bench sigwait`): blocks SIGTERM, writes `r` to stdout, waits
 /// for SIGTERM with sigwait, then writes CLOCK_MONOTONIC (8 bytes) and exits 0.
@@ -60,57 +61,85 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     }
     // A run costs 12 ms, and a median of 20 moved by 10-20% between full runs.
     let runs = ctx.many_runs();
-    let lines = {
-        let ctx = &*ctx;
-        alternate(runs, &variants, |prefix| {
-            let mut argv = prefix.clone();
-            argv.push(ctx.runner.clone());
-            argv.push("sigwait".into());
-            let (mut r, w) = proc::pipe().map_err(|e| e.to_string())?;
-            let io = Io {
-                stdin: &ctx.null,
-                stdout: &w,
-                stderr: &ctx.null,
-                fd3: None,
-            };
-            let pid = proc::spawn(&argv, &io).map_err(|e| e.to_string())?;
-            drop(w);
-            let mut ready = [0u8; 1];
-            if let Err(e) = proc::read_within(&mut r, &mut ready, Duration::from_secs(10)) {
-                proc::abandon(pid);
-                return Err(format!("{}: child not ready: {e}", argv[0]));
-            }
-            // Let the wrapper settle into its wait after spawning.
-            std::thread::sleep(Duration::from_millis(10));
-            let t0 = proc::now_ns();
-            proc::kill(pid, libc::SIGTERM).map_err(|e| e.to_string())?;
-            let stamp = match proc::read_stamp(&mut r, Duration::from_secs(10)) {
-                Ok(s) => s,
-                Err(e) => {
-                    proc::abandon(pid);
-                    return Err(format!("{}: no stamp after SIGTERM: {e}", argv[0]));
-                }
-            };
-            let exit = proc::wait(pid).map_err(|e| e.to_string())?;
-            if exit.code() != 0 {
-                return Err(format!("{} exited with {}", argv[0], exit.code()));
-            }
-            Ok(stamp.saturating_sub(t0) as f64 / 1e6)
-        })
-    };
-    Ok(vec![Section {
+    let lines = measure(ctx, runs, &variants);
+    let busy = meter.busy();
+    let how = format!(
+        "The child blocks SIGTERM, says it is ready, and stamps CLOCK_MONOTONIC when sigwait \
+         returns; 10 ms after the ready byte the runner takes the time and sends SIGTERM to \
+         the wrapper's pid. `direct kill` sends it to the child itself (the floor). \
+         `{AGAIN}` runs tini-static again, in a slot of its own: how far its median falls \
+         from tini-static's is how far two lines of one binary differ in one run. {runs} runs \
+         per tool, alternating."
+    );
+    let mut sections = vec![Section {
         key: "signal",
         title: "4. Signal forwarding: kill(wrapper, SIGTERM) to the child's sigwait".into(),
-        how: format!(
-            "The child blocks SIGTERM, says it is ready, and stamps CLOCK_MONOTONIC when sigwait \
-             returns; 10 ms after the ready byte the runner takes the time and sends SIGTERM to \
-             the wrapper's pid. `direct kill` sends it to the child itself (the floor). \
-             `{AGAIN}` runs tini-static again, in a slot of its own: how far its median falls \
-             from tini-static's is how far two lines of one binary differ in one run. {runs} runs \
-             per tool, alternating."
-        ),
+        how,
         unit: Unit::Ms,
         lines,
-        busy: meter.busy(),
-    }])
+        busy,
+    }];
+    // The same again where a pod's processes run: in a CPU cgroup of their own.
+    let meter = CpuMeter::start();
+    match OwnCgroup::enter() {
+        Ok(cgroup) => {
+            let lines = measure(ctx, runs, &variants);
+            drop(cgroup);
+            sections.push(Section {
+                key: "signal-cgroup",
+                title: "4. Signal forwarding in a CPU cgroup of its own, as in a pod".into(),
+                how: format!(
+                    "Row 4 again, the runner and all it starts moved into a new CPU cgroup \
+                     beside the root's other children, where the kernel's per-session \
+                     autogroups do not apply, as they do not in a container's cgroup. No \
+                     budget: the row above is the one judged. {runs} runs per tool, \
+                     alternating."
+                ),
+                unit: Unit::Ms,
+                lines,
+                busy: meter.busy(),
+            });
+        }
+        Err(e) => eprintln!("bench: row 4 in a cgroup of its own left out: {e}"),
+    }
+    Ok(sections)
+}
+
+/// One line per variant: `runs` rounds of SIGTERM to the wrapper, to the child's stamp.
+fn measure(ctx: &Ctx, runs: usize, variants: &[(String, Vec<String>)]) -> Vec<Line> {
+    alternate(runs, variants, |prefix| {
+        let mut argv = prefix.clone();
+        argv.push(ctx.runner.clone());
+        argv.push("sigwait".into());
+        let (mut r, w) = proc::pipe().map_err(|e| e.to_string())?;
+        let io = Io {
+            stdin: &ctx.null,
+            stdout: &w,
+            stderr: &ctx.null,
+            fd3: None,
+        };
+        let pid = proc::spawn(&argv, &io).map_err(|e| e.to_string())?;
+        drop(w);
+        let mut ready = [0u8; 1];
+        if let Err(e) = proc::read_within(&mut r, &mut ready, Duration::from_secs(10)) {
+            proc::abandon(pid);
+            return Err(format!("{}: child not ready: {e}", argv[0]));
+        }
+        // Let the wrapper settle into its wait after spawning.
+        std::thread::sleep(Duration::from_millis(10));
+        let t0 = proc::now_ns();
+        proc::kill(pid, libc::SIGTERM).map_err(|e| e.to_string())?;
+        let stamp = match proc::read_stamp(&mut r, Duration::from_secs(10)) {
+            Ok(s) => s,
+            Err(e) => {
+                proc::abandon(pid);
+                return Err(format!("{}: no stamp after SIGTERM: {e}", argv[0]));
+            }
+        };
+        let exit = proc::wait(pid).map_err(|e| e.to_string())?;
+        if exit.code() != 0 {
+            return Err(format!("{} exited with {}", argv[0], exit.code()));
+        }
+        Ok(stamp.saturating_sub(t0) as f64 / 1e6)
+    })
 }
