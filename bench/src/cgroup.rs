@@ -1,8 +1,41 @@
-//! The runner in a CPU cgroup of its own for a while, as a pod's processes are in their
-//! container's. The kernel's per-session autogroups apply only in the root CPU cgroup, and row 4
-//! falls into another regime with them than without (bench/notes.md, sixth pass).
+//! The runner's CPU cgroup, and the runner in one of its own for a while, as a pod's processes
+//! are in their container's. The kernel's per-session autogroups apply only in the root CPU
+//! cgroup, and row 4 falls into another regime with them than without (bench/notes.md, sixth
+//! pass).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The runner's CPU cgroup: the mount of v1's cpu hierarchy (`cpu` alone or with others, as
+/// `cpu,cpuacct`) or else of v2's unified one, the path under it, and whether it is v2.
+fn current() -> Result<(PathBuf, String, bool), String> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = match (fields.next(), fields.next(), fields.next()) {
+            (Some(id), Some(c), Some(p)) => (id, c, p),
+            _ => continue,
+        };
+        if controllers.split(',').any(|c| c == "cpu") {
+            let named = Path::new("/sys/fs/cgroup").join(controllers);
+            let mount = if named.is_dir() {
+                named
+            } else {
+                PathBuf::from("/sys/fs/cgroup/cpu")
+            };
+            return Ok((mount, path.to_owned(), false));
+        }
+    }
+    let path = cgroups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("no CPU cgroup in /proc/self/cgroup")?;
+    Ok((PathBuf::from("/sys/fs/cgroup"), path.to_owned(), true))
+}
+
+/// The runner's CPU cgroup as `/proc/self/cgroup` names it, for the report.
+pub fn name() -> String {
+    current().map_or_else(|_| "?".into(), |(_, path, _)| path)
+}
 
 /// The whole runner process moved into a new CPU cgroup; moved back and the cgroup removed on
 /// drop. Whatever the runner starts meanwhile starts there too.
@@ -12,51 +45,40 @@ pub struct OwnCgroup {
 }
 
 impl OwnCgroup {
-    /// A CPU cgroup beside the root one's other children: v1's cpu hierarchy, or v2's unified one
-    /// when the root hands the cpu controller down. The reason when there is none (not root, no
-    /// controller).
+    /// A new CPU cgroup beside the root's other children. The reason when there can be none
+    /// (not root; on v2, a root that does not hand the cpu controller down).
     pub fn enter() -> Result<Self, String> {
-        let cgroups = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-        let v1 = cgroups
-            .lines()
-            .find_map(|l| l.split_once(":cpu:").map(|(_, p)| p.to_owned()));
-        let (mount, current) = match v1 {
-            Some(path) => (PathBuf::from("/sys/fs/cgroup/cpu"), path),
-            None => {
-                let path = cgroups
-                    .lines()
-                    .find_map(|l| l.strip_prefix("0::"))
-                    .ok_or("no cpu cgroup in /proc/self/cgroup")?;
-                let handed = std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
-                    .unwrap_or_default();
-                if !handed.split_whitespace().any(|c| c == "cpu") {
-                    return Err("the root cgroup does not hand the cpu controller down".into());
-                }
-                (PathBuf::from("/sys/fs/cgroup"), path.to_owned())
+        let (mount, current, v2) = current()?;
+        if v2 {
+            let handed =
+                std::fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap_or_default();
+            if !handed.split_whitespace().any(|c| c == "cpu") {
+                return Err("the root cgroup does not hand the cpu controller down".into());
             }
-        };
+        }
         let back = mount.join(current.trim_start_matches('/'));
         let dir = mount.join(format!("podvisor-bench-{}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let moved = Self { dir, back };
-        moved.put_in(&moved.dir.clone())?;
-        Ok(moved)
-    }
-
-    fn put_in(&self, dir: &std::path::Path) -> Result<(), String> {
-        let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, std::process::id().to_string())
-            .map_err(|e| format!("{}: {e}", procs.display()))
+        let own = Self { dir, back };
+        // On failure `own` is dropped: the runner stays where it was and the folder goes.
+        move_to(&own.dir)?;
+        Ok(own)
     }
 }
 
 impl Drop for OwnCgroup {
     fn drop(&mut self) {
-        let back = self.back.clone();
-        if let Err(e) = self.put_in(&back) {
+        if let Err(e) = move_to(&self.back) {
             eprintln!("bench: moving back: {e}");
         }
-        // Empty once its last child is reaped, which the rows wait for.
+        // Empty once its last process is reaped, which the rows wait for.
         let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+/// Moves the runner (every thread of it) into the cgroup `dir`.
+fn move_to(dir: &Path) -> Result<(), String> {
+    let procs = dir.join("cgroup.procs");
+    std::fs::write(&procs, std::process::id().to_string())
+        .map_err(|e| format!("{}: {e}", procs.display()))
 }

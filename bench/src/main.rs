@@ -186,13 +186,7 @@ fn loadavg() -> String {
 /// CPU cgroup of its own (as in a pod) than in the root one with the kernel's per-session
 /// autogroups (bench/notes.md, sixth pass).
 fn sched_group() -> String {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    // v1's cpu controller, else the v2 hierarchy.
-    let cpu = cgroups
-        .lines()
-        .find_map(|l| l.split_once(":cpu:").map(|(_, path)| path))
-        .or_else(|| cgroups.lines().find_map(|l| l.strip_prefix("0::")))
-        .unwrap_or("?");
+    let cpu = cgroup::name();
     let autogroup = match std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled") {
         Ok(v) if v.trim() == "1" => "on",
         Ok(_) => "off",
