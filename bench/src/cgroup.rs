@@ -9,27 +9,49 @@ use std::path::{Path, PathBuf};
 /// `cpu,cpuacct`) or else of v2's unified one, the path under it, and whether it is v2.
 fn current() -> Result<(PathBuf, String, bool), String> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-    for line in cgroups.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = match (fields.next(), fields.next(), fields.next()) {
-            (Some(id), Some(c), Some(p)) => (id, c, p),
-            _ => continue,
-        };
-        if controllers.split(',').any(|c| c == "cpu") {
+    match parse(&cgroups).ok_or("no CPU cgroup in /proc/self/cgroup")? {
+        Hierarchy::V1 { controllers, path } => {
             let named = Path::new("/sys/fs/cgroup").join(controllers);
             let mount = if named.is_dir() {
                 named
             } else {
                 PathBuf::from("/sys/fs/cgroup/cpu")
             };
-            return Ok((mount, path.to_owned(), false));
+            Ok((mount, path.to_owned(), false))
+        }
+        Hierarchy::V2 { path } => Ok((PathBuf::from("/sys/fs/cgroup"), path.to_owned(), true)),
+    }
+}
+
+/// Where `/proc/self/cgroup` puts a process for its CPU.
+#[derive(Debug, PartialEq)]
+enum Hierarchy<'a> {
+    /// A v1 hierarchy with the cpu controller, mounted (by convention) under its controllers'
+    /// names.
+    V1 { controllers: &'a str, path: &'a str },
+    /// The unified hierarchy, when no v1 one has the cpu controller.
+    V2 { path: &'a str },
+}
+
+/// The CPU hierarchy named in `cgroups` (the text of `/proc/PID/cgroup`: `ID:CONTROLLERS:PATH`
+/// lines, v2's with ID 0 and no controllers).
+fn parse(cgroups: &str) -> Option<Hierarchy<'_>> {
+    let mut unified = None;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "cpu") {
+            return Some(Hierarchy::V1 { controllers, path });
+        }
+        if id == "0" && controllers.is_empty() {
+            unified = Some(Hierarchy::V2 { path });
         }
     }
-    let path = cgroups
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or("no CPU cgroup in /proc/self/cgroup")?;
-    Ok((PathBuf::from("/sys/fs/cgroup"), path.to_owned(), true))
+    unified
 }
 
 /// The runner's CPU cgroup as `/proc/self/cgroup` names it, for the report.
@@ -81,4 +103,41 @@ fn move_to(dir: &Path) -> Result<(), String> {
     let procs = dir.join("cgroup.procs");
     std::fs::write(&procs, std::process::id().to_string())
         .map_err(|e| format!("{}: {e}", procs.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cpu_hierarchy() {
+        // This VM: v1, cpu on its own, beside a v2 hierarchy with no controllers.
+        let v1 = "4:memory:/a\n2:cpuacct:/\n1:cpu:/pvbench\n0::/\n";
+        assert_eq!(
+            parse(v1),
+            Some(Hierarchy::V1 {
+                controllers: "cpu",
+                path: "/pvbench"
+            })
+        );
+        // systemd's v1: cpu co-mounted with cpuacct.
+        let comounted = "5:cpu,cpuacct:/system.slice/x.service\n1:name=systemd:/\n";
+        assert_eq!(
+            parse(comounted),
+            Some(Hierarchy::V1 {
+                controllers: "cpu,cpuacct",
+                path: "/system.slice/x.service"
+            })
+        );
+        // cpuset is not cpu.
+        assert_eq!(parse("3:cpuset:/\n"), None);
+        // v2 only.
+        assert_eq!(
+            parse("0::/user.slice/user-0.slice/session-1.scope\n"),
+            Some(Hierarchy::V2 {
+                path: "/user.slice/user-0.slice/session-1.scope"
+            })
+        );
+        assert_eq!(parse(""), None);
+    }
 }
