@@ -7,15 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use support::wait::{free_port, V4};
 use support::{poll_until, TempDir, TestCommand};
 
 const POSTGRES: &str = "/usr/lib/postgresql/15/bin/postgres";
 const INITDB: &str = "/usr/lib/postgresql/15/bin/initdb";
-
-/// A port nobody listens on now, nor will in this test binary.
-fn free_port() -> u16 {
-    support::wait::free_port(support::wait::V4)
-}
 
 /// A fresh postgres data folder in `dir`, owned by the postgres user, made by initdb.
 fn initdb(dir: &Path) -> PathBuf {
@@ -81,7 +77,7 @@ fn a_postgres_that_fails_at_once_shows_its_fatal_line_in_the_steps_log() {
     let data = initdb(dir.path());
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
-    let port = free_port();
+    let port = free_port(V4);
     // The sidecar: postgres refuses a bad setting and exits at once.
     let sidecar = TestCommand::new()
         .arg("--log-to")
@@ -137,7 +133,7 @@ fn the_step_waits_for_postgres_to_say_it_is_ready_then_the_sidecar_stops() {
     std::fs::create_dir(&logs).unwrap();
     let log = logs.join("postgres.log");
     let done = dir.path().join("done");
-    let port = free_port();
+    let port = free_port(V4);
     let (mut sidecar, shown) = TestCommand::new()
         .arg("--log-to")
         .arg(&log)
@@ -274,7 +270,7 @@ fn nginx_errors_reach_the_steps_log_under_its_header() {
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     let log = logs.join("nginx.log");
-    let port = free_port();
+    let port = free_port(V4);
     // A running nginx whose page is missing: each request logs an error.
     let (mut sidecar, shown) = TestCommand::new()
         .arg("--log-to")
@@ -319,7 +315,7 @@ fn a_broken_nginx_config_under_buildkite_is_a_folded_group_and_the_reason_is_ope
     let dir = TempDir::new("logs-nginx-bk");
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
-    let port = free_port();
+    let port = free_port(V4);
     TestCommand::new()
         .arg("--log-to")
         .arg(logs.join("nginx.log"))

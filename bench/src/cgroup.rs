@@ -5,22 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The runner's CPU cgroup: the mount of v1's cpu hierarchy (`cpu` alone or with others, as
-/// `cpu,cpuacct`) or else of v2's unified one, the path under it, and whether it is v2.
-fn current() -> Result<(PathBuf, String, bool), String> {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-    match parse(&cgroups).ok_or("no CPU cgroup in /proc/self/cgroup")? {
-        Hierarchy::V1 { controllers, path } => {
-            let named = Path::new("/sys/fs/cgroup").join(controllers);
-            let mount = if named.is_dir() {
-                named
-            } else {
-                PathBuf::from("/sys/fs/cgroup/cpu")
-            };
-            Ok((mount, path.to_owned(), false))
-        }
-        Hierarchy::V2 { path } => Ok((PathBuf::from("/sys/fs/cgroup"), path.to_owned(), true)),
-    }
+/// The text of `/proc/self/cgroup`.
+fn own() -> Result<String, String> {
+    std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))
 }
 
 /// Where `/proc/self/cgroup` puts a process for its CPU.
@@ -31,6 +18,31 @@ enum Hierarchy<'a> {
     V1 { controllers: &'a str, path: &'a str },
     /// The unified hierarchy, when no v1 one has the cpu controller.
     V2 { path: &'a str },
+}
+
+impl Hierarchy<'_> {
+    /// The cgroup's path under its hierarchy's mount.
+    fn path(&self) -> &str {
+        match self {
+            Hierarchy::V1 { path, .. } | Hierarchy::V2 { path } => path,
+        }
+    }
+
+    /// Where the hierarchy is mounted: v1's under its controllers' names (`cpu,cpuacct`), or
+    /// `cpu` where only the conventional link is there.
+    fn mount(&self) -> PathBuf {
+        match self {
+            Hierarchy::V1 { controllers, .. } => {
+                let named = Path::new("/sys/fs/cgroup").join(controllers);
+                if named.is_dir() {
+                    named
+                } else {
+                    PathBuf::from("/sys/fs/cgroup/cpu")
+                }
+            }
+            Hierarchy::V2 { .. } => PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
 }
 
 /// The CPU hierarchy named in `cgroups` (the text of `/proc/PID/cgroup`: `ID:CONTROLLERS:PATH`
@@ -56,7 +68,10 @@ fn parse(cgroups: &str) -> Option<Hierarchy<'_>> {
 
 /// The runner's CPU cgroup as `/proc/self/cgroup` names it, for the report.
 pub fn name() -> String {
-    current().map_or_else(|_| "?".into(), |(_, path, _)| path)
+    own()
+        .ok()
+        .and_then(|cgroups| parse(&cgroups).map(|h| h.path().to_owned()))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// The whole runner process moved into a new CPU cgroup; moved back and the cgroup removed on
@@ -70,15 +85,17 @@ impl OwnCgroup {
     /// A new CPU cgroup beside the root's other children. The reason when there can be none
     /// (not root; on v2, a root that does not hand the cpu controller down).
     pub fn enter() -> Result<Self, String> {
-        let (mount, current, v2) = current()?;
-        if v2 {
+        let cgroups = own()?;
+        let hierarchy = parse(&cgroups).ok_or("no CPU cgroup in /proc/self/cgroup")?;
+        let mount = hierarchy.mount();
+        if let Hierarchy::V2 { .. } = hierarchy {
             let handed =
                 std::fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap_or_default();
             if !handed.split_whitespace().any(|c| c == "cpu") {
                 return Err("the root cgroup does not hand the cpu controller down".into());
             }
         }
-        let back = mount.join(current.trim_start_matches('/'));
+        let back = mount.join(hierarchy.path().trim_start_matches('/'));
         let dir = mount.join(format!("podvisor-bench-{}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let own = Self { dir, back };
