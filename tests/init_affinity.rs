@@ -1,8 +1,7 @@
 //! The step may run on every CPU podvisor was given, and so may podvisor once the step has
-//! started: podvisor holds itself to one CPU only while the child starts (run/placement.rs),
-//! and the child takes the whole set back before its exec. Once the step runs, podvisor moves
-//! beside it, and then takes its whole set back too. On a one-CPU machine nothing is held and
-//! these checks hold trivially; the test machines have two.
+//! started: podvisor holds itself to one CPU only while the child starts (run/vfork.rs), and
+//! the child takes the whole set back before its exec. On a one-CPU machine nothing is held
+//! and these checks hold trivially; the test machines have two.
 
 mod support;
 
@@ -88,43 +87,6 @@ fn after_a_wait_the_step_and_podvisor_keep_every_cpu() {
     let want = allowed("self").expect("our own CPU list");
     let ready = ready.to_string_lossy().into_owned();
     both_allowed(TestCommand::new(), &["--wait-file", &ready], &want);
-}
-
-/// State (field 3) and last CPU (field 39) of /proc/PID/stat.
-fn state_and_cpu(pid: &str) -> Option<(String, String)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-    Some((rest.first()?.to_string(), rest.get(36)?.to_string()))
-}
-
-/// Waits until podvisor and its step both sleep, and says whether they last ran on one CPU.
-fn sleeps_beside_its_step(options: &[&str]) -> bool {
-    let started = Started::new(TestCommand::new(), options);
-    let what = format!("{}: podvisor and its step asleep", started.shown);
-    let (a, b) = poll_until(Duration::from_secs(5), &what, || {
-        let (a, b) = (state_and_cpu(&started.ours)?, state_and_cpu(&started.step)?);
-        (a.0 == "S" && b.0 == "S").then_some((a.1, b.1))
-    });
-    started.finish();
-    a == b
-}
-
-/// The step's exec moves it to the idlest CPU; podvisor follows it there (run/placement.rs,
-/// bench row 4). On the test machine, release build: beside it in 39-40 of 40 starts, and in
-/// 0-1 without the move; the debug build's plain init without it in 0-1 of 10, and once 5 or
-/// more. Counted over ten starts per path, with room for the scheduler's own moves.
-#[test]
-fn podvisor_sleeps_on_the_cpu_of_its_started_step() {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return;
-    }
-    for options in [&[][..], &["--wait-file", "/"][..]] {
-        let together = (0..10).filter(|_| sleeps_beside_its_step(options)).count();
-        assert!(
-            together >= 6,
-            "podvisor {options:?}: beside its step in {together} of 10 starts"
-        );
-    }
 }
 
 #[test]

@@ -9,7 +9,6 @@ pub mod direct;
 pub mod dispositions;
 pub mod leftovers;
 pub mod oom;
-pub mod placement;
 pub mod reaper;
 pub mod signals;
 pub mod supervise;

@@ -19,7 +19,6 @@ use std::path::Path;
 
 use nix::libc;
 
-use crate::run::placement::Held;
 use crate::run::{child, signals};
 
 /// Everything the child reads, prepared by the parent (the child must not allocate).
@@ -29,8 +28,7 @@ struct Args {
     envp: *const *const libc::c_char,
     group: bool,
     ignored: u64,
-    /// podvisor's CPU set while the child starts, which the child takes back before its exec
-    /// (placement.rs).
+    /// podvisor's CPU set while the child starts, which the child takes back before its exec.
     held: Option<Held>,
     /// errno of the failed step, written by the child; 0 when the exec succeeded.
     error: i32,
@@ -56,7 +54,7 @@ pub fn spawn(program: &Path, argv: &[OsString], group: bool, ignored: u64) -> io
         .collect::<io::Result<_>>()?;
     let mut pointers: Vec<*const libc::c_char> = owned.iter().map(|a| a.as_ptr()).collect();
     pointers.push(std::ptr::null());
-    // From here until the clone returns podvisor runs on this CPU only (placement.rs).
+    // From here until the clone returns podvisor runs on this CPU only (see `Held`).
     let held = Held::here();
     let mut args = Args {
         path,
@@ -87,7 +85,7 @@ pub fn spawn(program: &Path, argv: &[OsString], group: bool, ignored: u64) -> io
         let clone_error = io::Error::last_os_error();
         signals::raw_sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
         if let Some(held) = &args.held {
-            held.settle((pid > 0 && args.error == 0).then_some(pid));
+            held.release();
         }
         if pid < 0 {
             return Err(clone_error);
@@ -123,6 +121,56 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         );
         args.error = errno();
         libc::_exit(127)
+    }
+}
+
+/// podvisor held to the CPU it runs on while the child starts.
+///
+/// vfork suspends podvisor until the child's exec, and the child's exec wakes it from the
+/// child's CPU. A scheduler that packs wake-ups onto the waker's CPU (this VM's does) then
+/// queued podvisor behind its own starting child: traced, in 4% of bench row 4's runs
+/// podvisor still waited there when the step wrote its first byte, so the reader it woke could
+/// not take that CPU and later signals crossed CPUs. Held to its own CPU, podvisor wakes where
+/// it slept. The child takes the whole set back before its exec: the step never sees the
+/// narrow one.
+struct Held {
+    /// podvisor's own set, as it was.
+    saved: libc::cpu_set_t,
+}
+
+impl Held {
+    /// Narrows podvisor to the CPU it runs on; `None`, with nothing changed, when it may run on
+    /// one CPU only or a call fails.
+    fn here() -> Option<Self> {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: zeroed cpu_set_t values are empty sets; every pointer is to a live local.
+        unsafe {
+            let mut saved: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size, &mut saved) != 0 || libc::CPU_COUNT(&saved) < 2 {
+                return None;
+            }
+            let cpu = usize::try_from(libc::sched_getcpu()).ok()?;
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            (libc::sched_setaffinity(0, size, &one) == 0).then_some(Self { saved })
+        }
+    }
+
+    /// Gives the calling process its whole set back: podvisor after the clone, the child before
+    /// its exec (system calls and stack values only). When `saved` no longer fits (its cpuset
+    /// changed meanwhile), every CPU: the kernel keeps those the cpuset allows.
+    fn release(&self) {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: sched_setaffinity reads the set it is given; a zeroed set is empty.
+        unsafe {
+            if libc::sched_setaffinity(0, size, &self.saved) != 0 {
+                let mut all: libc::cpu_set_t = std::mem::zeroed();
+                for c in 0..size * 8 {
+                    libc::CPU_SET(c, &mut all);
+                }
+                libc::sched_setaffinity(0, size, &all);
+            }
+        }
     }
 }
 
