@@ -41,6 +41,8 @@ pub struct Ctx {
     pub rng: Rng,
     /// A scratch folder, removed at the end.
     pub tmp: PathBuf,
+    /// Row 4: from the child's ready byte to the signal (`--signal-delay MS`, default 10).
+    pub signal_delay: std::time::Duration,
 }
 
 impl Ctx {

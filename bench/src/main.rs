@@ -40,6 +40,7 @@ struct Args {
     notes: Option<PathBuf>,
     raw: Option<PathBuf>,
     busy_limit: f64,
+    signal_delay_ms: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
         notes: None,
         raw: None,
         busy_limit: 0.25,
+        signal_delay_ms: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -83,6 +85,12 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--busy-limit {v}: not a number"))?;
                 args.busy_limit = pct / 100.0;
+            }
+            "--signal-delay" => {
+                let v = value()?;
+                args.signal_delay_ms = v
+                    .parse()
+                    .map_err(|_| format!("--signal-delay {v}: not a number of milliseconds"))?;
             }
             _ => return Err(format!("unknown argument {a}")),
         }
@@ -127,6 +135,7 @@ fn context(args: &Args) -> Result<Ctx, String> {
         null: proc::null().map_err(|e| format!("/dev/null: {e}"))?,
         rng: stats::Rng::new(proc::now_ns()),
         tmp,
+        signal_delay: std::time::Duration::from_millis(args.signal_delay_ms),
     })
 }
 

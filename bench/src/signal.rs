@@ -63,10 +63,11 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
     let runs = ctx.many_runs();
     let lines = measure(ctx, runs, &variants);
     let busy = meter.busy();
+    let delay = ctx.signal_delay.as_millis();
     let how = format!(
         "The child blocks SIGTERM, says it is ready, and stamps CLOCK_MONOTONIC when sigwait \
-         returns; 10 ms after the ready byte the runner takes the time and sends SIGTERM to \
-         the wrapper's pid. `direct kill` sends it to the child itself (the floor). \
+         returns; {delay} ms after the ready byte the runner takes the time and sends SIGTERM \
+         to the wrapper's pid. `direct kill` sends it to the child itself (the floor). \
          `{AGAIN}` runs tini-static again, in a slot of its own: how far its median falls \
          from tini-static's is how far two lines of one binary differ in one run. {runs} runs \
          per tool, alternating."
@@ -126,7 +127,7 @@ fn measure(ctx: &Ctx, runs: usize, variants: &[(String, Vec<String>)]) -> Vec<Li
             return Err(format!("{}: child not ready: {e}", argv[0]));
         }
         // Let the wrapper settle into its wait after spawning.
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(ctx.signal_delay);
         let t0 = proc::now_ns();
         proc::kill(pid, libc::SIGTERM).map_err(|e| e.to_string())?;
         let stamp = match proc::read_stamp(&mut r, Duration::from_secs(10)) {
