@@ -5,11 +5,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use nix::libc;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use support::{poll_until, TempDir, TestCommand};
 
 /// `Cpus_allowed_list` of /proc/PID/status (`self` for this test).
@@ -21,56 +23,26 @@ fn allowed(pid: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-/// podvisor and its step, both started: `podvisor OPTIONS -- sh`, a step that prints its pid
-/// and sleeps in a read of its stdin (no exec after its start) until [`Started::finish`].
-struct Started {
-    podvisor: std::process::Child,
-    shown: String,
-    ours: String,
-    step: String,
-}
-
-impl Started {
-    fn new(mut cmd: TestCommand, options: &[&str]) -> Self {
-        cmd = cmd
-            .args(options)
-            .args(["--", "sh", "-c", "echo $$; read x"]);
-        cmd.command().stdin(std::process::Stdio::piped());
-        let (mut podvisor, shown) = cmd.spawn();
-        let mut out = BufReader::new(podvisor.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("the step's pid");
-        let ours = podvisor.id().to_string();
-        Self {
-            podvisor,
-            shown,
-            ours,
-            step: line.trim().to_owned(),
-        }
-    }
-
-    /// Ends the step's read; podvisor exits with its status, 0.
-    fn finish(mut self) {
-        let mut stdin = self.podvisor.stdin.take().expect("piped stdin");
-        let _ = stdin.write_all(b"\n");
-        drop(stdin);
-        let status = self.podvisor.wait().expect("podvisor's exit");
-        assert_eq!(status.code(), Some(0), "{}", self.shown);
-    }
-}
-
-/// Waits until both podvisor and its step are allowed `want`.
-fn both_allowed(cmd: TestCommand, options: &[&str], want: &str) {
-    let started = Started::new(cmd, options);
+/// Starts `podvisor OPTIONS -- sh` (a step that prints its pid and sleeps), then waits until
+/// both podvisor and the step are allowed `want`.
+fn both_allowed(mut cmd: TestCommand, options: &[&str], want: &str) {
+    cmd = cmd
+        .args(options)
+        .args(["--", "sh", "-c", "echo $$; exec sleep 30"]);
+    let (mut podvisor, shown) = cmd.spawn();
+    let mut out = BufReader::new(podvisor.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("the step's pid");
+    let step = line.trim().to_owned();
+    let ours = podvisor.id().to_string();
     // The check: it panics after 5 s unless both are allowed `want`.
-    let what = format!(
-        "{}: podvisor and its step allowed CPUs {want}",
-        started.shown
-    );
+    let what = format!("{shown}: podvisor and its step allowed CPUs {want}");
     poll_until(Duration::from_secs(5), &what, || {
-        (allowed(&started.ours)? == want && allowed(&started.step)? == want).then_some(())
+        (allowed(&ours)? == want && allowed(&step)? == want).then_some(())
     });
-    started.finish();
+    let _ = kill(Pid::from_raw(podvisor.id() as i32), Signal::SIGTERM);
+    let status = podvisor.wait().expect("podvisor's exit");
+    assert_eq!(status.code(), Some(143), "{shown}");
 }
 
 #[test]
