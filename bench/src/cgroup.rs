@@ -157,4 +157,27 @@ mod tests {
         );
         assert_eq!(parse(""), None);
     }
+
+    /// On the real hierarchy: the runner (here the test process) is in a new cgroup while
+    /// `OwnCgroup` lives, and back where it was, with that cgroup gone, after. Without root
+    /// there is nothing to move; a v2 root that keeps the cpu controller to itself refuses.
+    #[test]
+    fn enters_a_cgroup_of_its_own_and_leaves_it() {
+        // SAFETY: geteuid reads a number.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let before = name();
+        let own = match OwnCgroup::enter() {
+            Ok(own) => own,
+            Err(e) if e.contains("does not hand the cpu controller down") => return,
+            Err(e) => panic!("as root: {e}"),
+        };
+        assert_eq!(name(), format!("/podvisor-bench-{}", std::process::id()));
+        assert!(own.dir.is_dir(), "{}", own.dir.display());
+        let dir = own.dir.clone();
+        drop(own);
+        assert_eq!(name(), before);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 }

@@ -40,7 +40,7 @@ struct Args {
     notes: Option<PathBuf>,
     raw: Option<PathBuf>,
     busy_limit: f64,
-    signal_delay_ms: u64,
+    signal_delay: std::time::Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,7 +54,7 @@ fn parse_args() -> Result<Args, String> {
         notes: None,
         raw: None,
         busy_limit: 0.25,
-        signal_delay_ms: 10,
+        signal_delay: std::time::Duration::from_millis(10),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -88,9 +88,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--signal-delay" => {
                 let v = value()?;
-                args.signal_delay_ms = v
+                let ms = v
                     .parse()
                     .map_err(|_| format!("--signal-delay {v}: not a number of milliseconds"))?;
+                args.signal_delay = std::time::Duration::from_millis(ms);
             }
             _ => return Err(format!("unknown argument {a}")),
         }
@@ -135,7 +136,7 @@ fn context(args: &Args) -> Result<Ctx, String> {
         null: proc::null().map_err(|e| format!("/dev/null: {e}"))?,
         rng: stats::Rng::new(proc::now_ns()),
         tmp,
-        signal_delay: std::time::Duration::from_millis(args.signal_delay_ms),
+        signal_delay: args.signal_delay,
     })
 }
 
