@@ -6,12 +6,13 @@
 //!
 //! A row is run again (up to three times in all) while other work used more than PCT% (default
 //! 25) of the machine's CPU time during it; the quietest attempt is kept.
-//! Also the sigwait child of row 4 (podvisor-bench sigwait) and the floor loop of row 10
-//! (podvisor-bench floor postgres|redis|mysql PORT STAMP).
+//! Also the sigwait child of row 4 (podvisor-bench sigwait), its spinners (podvisor-bench spin
+//! CPU) and the floor loop of row 10 (podvisor-bench floor postgres|redis|mysql PORT STAMP).
 
 mod cgroup;
 mod ctx;
 mod idle;
+mod load;
 mod logcopy;
 mod overhead;
 mod proc;
@@ -271,6 +272,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("floor") {
         let args: Vec<String> = std::env::args().skip(2).collect();
         return ExitCode::from(protocol::floor(&args) as u8);
+    }
+    if std::env::args().nth(1).as_deref() == Some("spin") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return ExitCode::from(load::spin(&args) as u8);
     }
     let args = match parse_args() {
         Ok(a) => a,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::cgroup::OwnCgroup;
 use crate::ctx::{alternate, CpuMeter, Ctx, Section};
+use crate::load::Spinners;
 use crate::proc::{self, Io};
 use crate::stats::{Line, Unit};
 
@@ -102,6 +103,31 @@ pub fn run(ctx: &mut Ctx) -> Result<Vec<Section>, String> {
             });
         }
         Err(e) => eprintln!("bench: row 4 in a cgroup of its own left out: {e}"),
+    }
+    // And where a CI step keeps every CPU busy.
+    let meter = CpuMeter::start();
+    match Spinners::start(ctx) {
+        Ok(spinners) => {
+            let lines = measure(ctx, runs, &variants);
+            let cpus = spinners.count();
+            // Reaped before the meter reads: their CPU time is the bench's own.
+            drop(spinners);
+            sections.push(Section {
+                key: "signal-busy",
+                title: "4. Signal forwarding with every CPU busy, as in a CI step".into(),
+                how: format!(
+                    "Row 4 again in the runner's cgroup, while {cpus} spinning process(es), \
+                     one pinned to each CPU at the runner's nice, keep every CPU busy, as a \
+                     step's compile jobs do: a woken wrapper, and then its child, wait for \
+                     the scheduler to preempt a spinner. No budget. {runs} runs per tool, \
+                     alternating."
+                ),
+                unit: Unit::Ms,
+                lines,
+                busy: meter.busy(),
+            });
+        }
+        Err(e) => eprintln!("bench: row 4 with every CPU busy left out: {e}"),
     }
     Ok(sections)
 }
