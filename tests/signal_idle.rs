@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::libc;
 use support::sigs::{podvisor_sigecho, Supervised};
-use support::{poll_until, TempDir, TestCommand};
+use support::{podvisor_bin, poll_until, TempDir, TestCommand};
 
 /// Voluntary + involuntary context switches of every thread of `pid`.
 fn switches(pid: i32) -> u64 {
@@ -44,6 +44,54 @@ fn supervising_podvisor_sleeps() {
         "{} context switches in 2 s of nothing\n{}",
         after - before,
         f.explain()
+    );
+}
+
+/// podvisor's `rt_sigtimedwait` calls in an `strace -f -o` file, each as one line (a call
+/// that another process's line interrupted is joined back from its `resumed` part).
+fn sigtimedwaits(trace: &str) -> Vec<String> {
+    let mut calls: Vec<String> = Vec::new();
+    for line in trace.lines() {
+        let rest = line
+            .split_once(char::is_whitespace)
+            .map_or("", |(_, r)| r.trim_start());
+        if let Some(tail) = rest.strip_prefix("<... rt_sigtimedwait resumed>") {
+            if let Some(last) = calls.last_mut() {
+                last.push_str(tail);
+            }
+        } else if let Some(head) = rest.strip_suffix("<unfinished ...>") {
+            calls.push(head.to_owned());
+        } else if rest.starts_with("rt_sigtimedwait(") {
+            calls.push(rest.to_owned());
+        }
+    }
+    calls
+}
+
+/// The plain init wakes once, 5 ms after its step's start, and then only for a signal
+/// (run/direct.rs, `SETTLE`: the sleep after that wake-up starts without the start-up's lag).
+#[test]
+fn the_plain_init_wakes_once_after_the_start_then_only_for_signals() {
+    let dir = TempDir::new("idle-settle");
+    let trace = dir.path().join("strace");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-e", "trace=rt_sigtimedwait", "-o"])
+        .arg(&trace)
+        .arg(podvisor_bin())
+        .args(["-q", "--", "sleep", "0.5"])
+        .output()
+        .expect("strace (.ci/install installs it)");
+    assert!(out.status.success(), "strace podvisor -- sleep: {out:?}");
+    let text = std::fs::read_to_string(&trace).expect("the strace output");
+    let calls = sigtimedwaits(&text);
+    assert_eq!(calls.len(), 2, "two waits expected:\n{text}");
+    assert!(
+        calls[0].contains("{tv_sec=0, tv_nsec=5000000}") && calls[0].contains("= -1 EAGAIN"),
+        "the first wait times out after 5 ms:\n{text}"
+    );
+    assert!(
+        calls[1].contains(", NULL, 8) = 17 (SIGCHLD)"),
+        "the second waits without a timeout, for the step's SIGCHLD:\n{text}"
     );
 }
 

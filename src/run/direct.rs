@@ -27,6 +27,17 @@ use crate::run::signals::{self, Forwarder};
 use crate::run::supervise::{self, State};
 use crate::run::{leftovers, oom};
 
+/// The first wait's timeout: podvisor wakes once, this long after the step's start, and then
+/// only for a signal. Its start-up (the vfork, the step's exec beside it) leaves it owed CPU
+/// time, EEVDF's lag, and a sleep keeps that lag to the next wake-up: woken by a signal on the
+/// sender's CPU, podvisor preempted the sender there, and the child it then woke could not have
+/// that CPU. Traced (bench row 4, 400 rounds with every CPU busy), podvisor preempted the sender
+/// in 39 rounds, and in none with this wake-up, which comes once the step's start is over;
+/// tini, tini-static, catatonit and dumb-init in 0-4. Untraced, the two builds swapped between
+/// slots (4 runs of 3 tables): quicker than without it in all 12 tables and than every peer in
+/// all 12; 1 and 2 ms did less well than 5 (bench/notes.md, eighth pass).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Whether this run is the plain init that [`run`] handles.
 pub fn suits(config: &Config) -> bool {
     !config.command.is_empty()
@@ -68,10 +79,12 @@ fn supervise(
     let _ = Instant::now();
     let mut state = State::default();
     fwd.set(child.pid.as_raw(), child.group);
+    let mut settle = Some(SETTLE);
     let end = loop {
+        let first = settle.take();
         let timeout = match state.kill_at {
             Some(at) if !state.killed => Some(at.saturating_duration_since(Instant::now())),
-            _ => None,
+            _ => first,
         };
         match signals::next_signal(set, timeout) {
             Ok(Some(got)) if got.signo == libc::SIGCHLD => {
