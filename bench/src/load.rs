@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::ctx::Ctx;
-use crate::proc::{self, Io};
+use crate::proc;
 
 /// The spinners; killed and reaped on drop, so that their CPU time counts as the bench's own.
 pub struct Spinners {
@@ -17,15 +17,9 @@ impl Spinners {
     /// Starts one spinner per CPU of the runner's set and lets their load build up.
     pub fn start(ctx: &Ctx) -> Result<Self, String> {
         let mut spinners = Self { pids: Vec::new() };
-        let io = Io {
-            stdin: &ctx.null,
-            stdout: &ctx.null,
-            stderr: &ctx.null,
-            fd3: None,
-        };
         for cpu in cpus()? {
             let argv = [ctx.runner.clone(), "spin".into(), cpu.to_string()];
-            let pid = proc::spawn(&argv, &io).map_err(|e| format!("spinner: {e}"))?;
+            let pid = proc::spawn(&argv, &ctx.null_io()).map_err(|e| format!("spinner: {e}"))?;
             spinners.pids.push(pid);
         }
         // PELT's utilisation grows with a 32 ms half-life: by now each CPU reads as full.

@@ -29,14 +29,14 @@ use crate::run::{leftovers, oom};
 
 /// The first wait's timeout: podvisor wakes once, this long after the step's start, and then
 /// only for a signal. Its start-up (the vfork, the step's exec beside it) leaves it owed CPU
-/// time, EEVDF's lag, and a sleep keeps that lag to the next wake-up: woken by a signal on the
-/// sender's CPU, podvisor preempted the sender there, and the child it then woke could not have
-/// that CPU. Traced (bench row 4, 400 rounds with every CPU busy), podvisor preempted the sender
-/// in 39 and 22 rounds of two runs, in none with this wake-up, which comes once the step's start
-/// is over;
-/// tini, tini-static, catatonit and dumb-init in 0-4. Untraced, the two builds swapped between
-/// slots (4 runs of 3 tables): quicker than without it in all 12 tables and than every peer in
-/// all 12; 1 and 2 ms did less well than 5 (bench/notes.md, eighth pass).
+/// time, EEVDF's lag, which a sleep keeps: woken by a signal on the sender's CPU, podvisor
+/// preempted the sender there, and the child it then woke could not have that CPU. Traced
+/// (bench row 4, 400 rounds with every CPU busy), podvisor preempted the sender in 39 and 22
+/// rounds of two runs and in none with this wake-up, which comes once the step's start is
+/// over; tini, tini-static, catatonit and dumb-init in 0-4. That the wake-up sheds the lag is
+/// a reading of those counts. Untraced, the two builds swapped between slots (4 runs of 3
+/// tables): quicker than without it in all 12 tables and than every peer in all 12; 1 and 2 ms
+/// did less well than 5 (bench/notes.md, eighth pass).
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Whether this run is the plain init that [`run`] handles.
